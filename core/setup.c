@@ -1,0 +1,29 @@
+/* setup.c: spec + data -> architecture, with the limits that depend on the loaded data. */
+#include "setup.h"
+
+#include <string.h>
+
+int setup_arch(const bz_spec *s, const ds_data *d, nn_arch *a, bz_err *e)
+{
+    int32_t sizes[NN_MAX_LAYERS + 1];
+    int32_t n = 0;
+    sizes[n++] = d->n_in;
+    for (int32_t i = 0; i < s->model.n_hidden; i++) sizes[n++] = s->model.hidden[i];
+    sizes[n++] = d->classes;
+    int64_t params = 0;
+    for (int32_t l = 1; l < n; l++) params += (int64_t)sizes[l] * sizes[l - 1] + (s->model.bias ? sizes[l] : 0);
+    if (params > BZ_LIMIT_PARAMS)
+        return bz_fail(e, BZ_ELIMIT, "model.hidden",
+                       "the network has %lld weights, above the limit of %lld", (long long)params,
+                       (long long)BZ_LIMIT_PARAMS);
+    return nn_arch_init(a, sizes, n, s->model.bias, e);
+}
+
+int setup_load(const bz_spec *s, ds_data *d, nn_arch *a, bz_err *e)
+{
+    int rc = ds_load(&s->dataset, d, e);
+    if (rc) return rc;
+    rc = setup_arch(s, d, a, e);
+    if (rc) ds_free(d);
+    return rc;
+}

@@ -1,0 +1,17 @@
+/* setup.h: turning a validated spec and its loaded data set into the objects a job runs on
+ * (architecture, initial weights). Shared by the CLI, the samplers and the daemon. */
+#ifndef BZ_SETUP_H
+#define BZ_SETUP_H
+
+#include "dataset.h"
+#include "nn.h"
+#include "spec.h"
+
+/* Architecture [N0, hidden..., C] from the spec's model and the data's dimensions. Re-checks the
+ * parameter limit, since for npy data N0 is only known after loading. */
+int setup_arch(const bz_spec *s, const ds_data *d, nn_arch *a, bz_err *e);
+
+/* Load the data set and build the architecture. On error nothing stays allocated. */
+int setup_load(const bz_spec *s, ds_data *d, nn_arch *a, bz_err *e);
+
+#endif
