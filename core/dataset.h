@@ -2,7 +2,8 @@
  * optional seeded random projection, a user's own .npy files), held in host memory.
  *
  * Inputs are float32 row-major (rows = examples, N0 columns); labels int32 in [0, C). The same
- * ds_spec gives bit-identical data on every machine. */
+ * ds_spec gives bit-identical data on every machine. FashionMNIST with projection.binarize takes
+ * sign(x) with sign(0) = +1; the npy kind rejects non-finite inputs and labels outside [0, C). */
 #ifndef BZ_DATASET_H
 #define BZ_DATASET_H
 
@@ -21,6 +22,10 @@ typedef struct ds_data {
     float *x_test;      /* (n_test, n_in) or NULL */
     int32_t *y_test;    /* (n_test) or NULL */
     double geometric_bound; /* spin: ALGORITHM.md §3 on the test set; -1 when not defined */
+    int64_t n_val;      /* rows held out of the training set for validation (adam early
+                           stopping; setup_hold_out), 0 otherwise */
+    float *x_val;       /* (n_val, n_in): a view of the tail of x_train's allocation, not owned */
+    int32_t *y_val;     /* (n_val): likewise */
 } ds_data;
 
 /* Build the data set described by s. On error nothing is left allocated in out. */
@@ -28,7 +33,9 @@ int ds_load(const ds_spec *s, ds_data *out, bz_err *e);
 void ds_free(ds_data *d);
 
 /* Spin data only: the geometric bound of (x, y) against the references xi (C, N0) of +-1:
- * fraction of rows whose Hamming-nearest reference is not their class, ties counted 1/2. */
+ * fraction of rows whose Hamming-nearest reference is not their class, ties counted 1/2.
+ * Precisely, per row (x is (rows, N0), sign(0) = +1): own class the unique nearest -> 0; own class
+ * not among the nearest -> 1; own class tied with one or more others -> 1/2. -1 when rows == 0. */
 double ds_geometric_bound(const float *x, const int32_t *y, int64_t rows, int32_t n_in,
                           const float *xi, int32_t classes);
 

@@ -44,6 +44,9 @@ void pot_observe(pot_ctx *p, const float *w, bool with_test, pot_obs *o)
     o->test_loss = NAN;
     if (with_test && d->n_test > 0)
         nn_eval_full(p->arch, &p->ws, w, d->x_test, d->y_test, d->n_test, &o->test_loss, &o->test_err, NULL);
+    o->val_err = NAN;
+    o->val_loss = NAN;
+    if (d->n_val > 0) nn_eval_full(p->arch, &p->ws, w, d->x_val, d->y_val, d->n_val, &o->val_loss, &o->val_err, NULL);
 }
 
 double pot_grad_batch(pot_ctx *p, const float *w, const int32_t *idx, int32_t B, float *grad)

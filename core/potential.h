@@ -23,6 +23,7 @@ typedef struct pot_ctx {
 typedef struct pot_obs {
     double U, loss, w2, train_err;
     double test_err, test_loss; /* NAN when there is no test set or it was not asked for */
+    double val_err, val_loss;   /* NAN unless the data set holds out validation rows */
 } pot_obs;
 
 /* max_batch: the largest mini-batch the caller will pass to pot_grad_batch. */
@@ -32,7 +33,8 @@ void pot_free(pot_ctx *p);
 /* |w|^2 / n, accumulated in double. */
 double pot_w2(const float *w, int64_t n);
 
-/* Static observables at w; the test set is evaluated only when with_test is set and exists. */
+/* Static observables at w; the test set is evaluated only when with_test is set and exists; the
+ * validation rows whenever the data set has them. */
 void pot_observe(pot_ctx *p, const float *w, bool with_test, pot_obs *o);
 
 /* g_B = (1/B) sum_(mu in idx) grad l_mu + lambda w / n; returns U_B (mini-batch potential). */

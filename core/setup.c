@@ -1,6 +1,7 @@
 /* setup.c: spec + data -> architecture, with the limits that depend on the loaded data. */
 #include "setup.h"
 
+#include <math.h>
 #include <string.h>
 
 int setup_arch(const bz_spec *s, const ds_data *d, nn_arch *a, bz_err *e)
@@ -26,4 +27,19 @@ int setup_load(const bz_spec *s, ds_data *d, nn_arch *a, bz_err *e)
     rc = setup_arch(s, d, a, e);
     if (rc) ds_free(d);
     return rc;
+}
+
+int setup_hold_out(ds_data *d, double fraction, bz_err *e)
+{
+    int64_t n_val = (int64_t)llround(fraction * (double)d->n_train);
+    if (n_val < 1) n_val = 1;
+    if (n_val >= d->n_train)
+        return bz_fail(e, BZ_EINVAL, "sampler.early_stopping.val_fraction",
+                       "sampler.early_stopping.val_fraction %g leaves no training rows out of %lld", fraction,
+                       (long long)d->n_train);
+    d->n_train -= n_val;
+    d->n_val = n_val;
+    d->x_val = d->x_train + (size_t)d->n_train * (size_t)d->n_in;
+    d->y_val = d->y_train + d->n_train;
+    return 0;
 }

@@ -14,4 +14,9 @@ int setup_arch(const bz_spec *s, const ds_data *d, nn_arch *a, bz_err *e);
 /* Load the data set and build the architecture. On error nothing stays allocated. */
 int setup_load(const bz_spec *s, ds_data *d, nn_arch *a, bz_err *e);
 
+/* Hold the last round(fraction * P) training rows out as a validation set (at least 1, and at
+ * least 1 row left for training): n_train shrinks, x_val/y_val point at the tail. The data sets
+ * are shuffled at build time, so the tail is a random split. */
+int setup_hold_out(ds_data *d, double fraction, bz_err *e);
+
 #endif

@@ -1,0 +1,90 @@
+/* sampler.h: the chain and the sampler table. A sampler (pl, hmc, mbhmc, naive_pl, sgld, adam)
+ * is one file that fills an smp_vtable, plus one line in smp_table (sampler.c).
+ *
+ * The chain holds what every sampler shares: the backend, the weights, the host RNG that draws
+ * mini-batch indices and control decisions, the step counter and the wall clock. Each sampler
+ * keeps its own state behind chain->state and saves/loads it in checkpoint sections. */
+#ifndef BZ_SAMPLER_H
+#define BZ_SAMPLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "ckpt.h"
+#include "observables.h"
+#include "rng.h"
+#include "spec.h"
+
+typedef struct smp_chain smp_chain;
+
+typedef struct smp_vtable {
+    sampler_method method;
+    /* Allocate the state and start a fresh chain from chain->w (already initialised). */
+    int (*start)(smp_chain *c, bz_err *e);
+    /* Allocate the state without initialising it (a checkpoint load follows). */
+    int (*alloc)(smp_chain *c, bz_err *e);
+    /* One step (pl/naive_pl/sgld/adam: one update; hmc/mbhmc: one trajectory). */
+    int (*step)(smp_chain *c, bz_err *e);
+    /* Sampler-specific observables into r (the chain fills the static ones). */
+    void (*observe)(smp_chain *c, obs_record *r);
+    int (*save)(smp_chain *c, ckpt_writer *w, bz_err *e);
+    int (*load)(smp_chain *c, ckpt_reader *r, bz_err *e);
+    void (*destroy)(smp_chain *c);
+} smp_vtable;
+
+struct smp_chain {
+    const bz_spec *spec;
+    const sampler_spec *sp;   /* &spec->sampler */
+    be *b;
+    const smp_vtable *vt;
+    double T;
+    int32_t index;            /* chain index in a sweep */
+    int64_t n;                /* parameters */
+    float *w;                 /* backend buffer (n) */
+    float *w0;                /* backend buffer (n): weights at step 0, for msd0 */
+    float *g;                 /* backend buffer (n): last gradient */
+    bz_rng rng;               /* host: mini-batches and control decisions */
+    int32_t *perm;            /* host scratch, identity of length P */
+    int32_t *idx;             /* host: current mini-batch (batch) */
+    int64_t step;             /* completed steps */
+    double t_wall;            /* seconds spent in steps (summed over resumes) */
+    bool stop_early;          /* set by a sampler that has finished (adam early stopping) */
+    void *state;
+};
+
+/* The sampler of a method (never NULL for a valid method). */
+const smp_vtable *smp_lookup(sampler_method m);
+
+/* Create the chain for temperature index ti of the spec on backend b, initial weights from the
+ * spec's init seed; call start (fresh) unless resuming. */
+int smp_chain_create(smp_chain *c, const bz_spec *s, be *b, int32_t ti, bz_err *e);
+int smp_chain_start(smp_chain *c, bz_err *e);
+void smp_chain_destroy(smp_chain *c);
+
+/* Draw a fresh mini-batch of the spec's batch size into c->idx. */
+void smp_draw_batch(smp_chain *c);
+
+/* One step of the sampler, timed into c->t_wall. Samplers check their own cheap scalars (pL:
+ * the guard's max p^2/(mT); hMC: H) and return BZ_EDIVERGED on a non-finite value. */
+int smp_chain_step(smp_chain *c, bz_err *e);
+
+/* Observables of the current state (static ones from the backend, then the sampler's). Returns
+ * BZ_EDIVERGED with a message saying where and what to change when U, w2 or kin_T is not finite. */
+int smp_chain_observe(smp_chain *c, bool with_test, obs_record *r, bz_err *e);
+
+/* The advice for a diverged chain of this method ("lower h or r0", ...). */
+const char *smp_divergence_hint(sampler_method m);
+
+/* Checkpoint: header, chain sections and the sampler's sections. */
+int smp_chain_save(smp_chain *c, const char *path, uint64_t spec_hash, bz_err *e);
+int smp_chain_load(smp_chain *c, const char *path, uint64_t spec_hash, bz_err *e);
+
+/* Helpers for samplers: a backend buffer to/from a checkpoint section (via host memory). */
+int smp_put_buffer(smp_chain *c, ckpt_writer *w, const char *tag, const float *buf, int64_t count, bz_err *e);
+int smp_get_buffer(smp_chain *c, ckpt_reader *r, const char *tag, float *buf, int64_t count, bz_err *e);
+
+/* Monotonic clock in seconds. */
+double smp_now(void);
+
+#endif

@@ -1,0 +1,458 @@
+/* smp_pl.c: pseudo-Langevin dynamics with controlled mini-batch noise (ALGORITHM.md §5).
+ *
+ * One step is O-B-A-B-O with one fresh mini-batch gradient; the O steps inject only the part of
+ * the thermal noise that the mini-batch does not already supply:
+ *     s2_i = (1 - c^2) m_i T (1 - r_i),   r_i = A s_i^2 / m_i,   A = (h^2/4)(1 + c^2) / ((1 - c^2) T)
+ * with s_i^2 the variance of the mini-batch mean gradient. Masses come from the target ratio,
+ * m_i(r) = A s_i^2 / r, then the three floors (dead units, layer, stability). Every update_every
+ * steps s_i^2 is re-estimated and masses with r_i > r_max are raised to m_i(r_max) (or, with
+ * probability p_reinit, everything is re-initialised from r0); the runaway guard watches
+ * z_max^2 = max p_i^2 / (m_i T) after every step.
+ *
+ * Host arrays (double, length n): s2v (the s_i^2 estimate), q (mean squared per-example data
+ * gradient, the stability floor's curvature proxy), m (masses). Backend buffers (float, n): p,
+ * inv_m, sig (sqrt of the O-step noise variance s2_i). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sampler.h"
+#include "select.h"
+#include "smp_pl.h"
+
+typedef struct pl_counters {
+    int64_t n_raise;   /* components raised to m(r_max), cumulative */
+    int64_t n_reinit;  /* full re-initialisations, cumulative */
+    int64_t n_guard;   /* runaway-guard events, cumulative */
+    int64_t n_floor;   /* components held up by the dead-unit or layer floor (current) */
+    int64_t n_stab;    /* components held up by the stability floor (current) */
+    int64_t var_batches; /* mini-batches used by the last "minibatch" estimate (0 for exact) */
+    double var_time;   /* seconds spent in variance estimates, cumulative */
+    double mass_floor; /* the floor in force (auto: 1st percentile of positive masses) */
+} pl_counters;
+
+typedef struct pl_state {
+    double c;          /* exp(-gamma h / 2) */
+    double A;          /* r_i = A s_i^2 / m_i */
+    double *s2v, *q, *m, *scratch; /* host, n */
+    float *hostf;      /* host float scratch, n */
+    float *p, *inv_m, *sig; /* backend, n */
+    double last_zmax2; /* from the last step's guard reduction */
+    pl_counters k;
+} pl_state;
+
+static pl_state *st(smp_chain *c) { return c->state; }
+
+/* ---- variance estimates ---- */
+
+/* Exact: per-example moments over all P examples, or a uniform subset of var_examples. */
+static int estimate_exact(smp_chain *c, bz_err *e)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    const int64_t n = c->n;
+    const int32_t P = b->layout.P, B = c->sp->batch;
+    const int64_t M = P <= c->sp->var_examples ? P : c->sp->var_examples;
+    int32_t *subset = NULL;
+    if (M < P) {
+        subset = malloc(sizeof(int32_t) * (size_t)M);
+        if (!subset) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the variance subset");
+        rng_sample_without_replacement(&c->rng, c->perm, P, (int32_t)M, subset);
+    }
+    double *gsum = s->scratch, *qsum = s->q;
+    memset(gsum, 0, sizeof(double) * (size_t)n);
+    memset(qsum, 0, sizeof(double) * (size_t)n);
+    b->ops->moments(b->ctx, c->w, subset, M, gsum, qsum);
+    free(subset);
+    /* v_i: population variance of the per-example gradients. From a subset of M < P examples
+     * the unbiased estimate M/(M-1) (q - gbar^2) stands in for it. Batches are drawn without
+     * replacement, so the variance of the batch mean is (v/B)(P-B)/(P-1). */
+    const double unbias = M < P && M > 1 ? (double)M / (double)(M - 1) : 1.0;
+    const int32_t Bc = B < P ? B : P;
+    const double fpc = P > 1 ? (double)(P - Bc) / (double)(P - 1) : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double gbar = gsum[i] / (double)M, qi = qsum[i] / (double)M;
+        double v = unbias * (qi - gbar * gbar);
+        s->s2v[i] = v > 0.0 ? v / Bc * fpc : 0.0;
+        s->q[i] = qi;
+    }
+    s->k.var_batches = 0;
+    return 0;
+}
+
+/* Mean over components with s2 > 0 of |s2_K - s2_half| / s2_K. */
+static double relative_change(const double *now, const double *half, int64_t n)
+{
+    double sum = 0.0;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (now[i] > 0.0) {
+            sum += fabs(now[i] - half[i]) / now[i];
+            cnt++;
+        }
+    return cnt ? sum / (double)cnt : 0.0;
+}
+
+/* The paper's procedure: Welford over mini-batch gradients at fixed w, doubling the count from
+ * var_min_batches until the estimate moves by less than var_tol (or var_max_batches). */
+static int estimate_minibatch(smp_chain *c, bz_err *e)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    const int64_t n = c->n;
+    double *mean = s->scratch, *m2 = s->q;
+    double *half = malloc(sizeof(double) * (size_t)n);
+    float *gb = c->b->ops->alloc(b->ctx, n);
+    if (!half || !gb) {
+        free(half);
+        if (gb) b->ops->release(b->ctx, gb);
+        return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the mini-batch variance estimate");
+    }
+    memset(mean, 0, sizeof(double) * (size_t)n);
+    memset(m2, 0, sizeof(double) * (size_t)n);
+    int64_t k = 0, target = c->sp->var_min_batches / 2 > 1 ? c->sp->var_min_batches / 2 : 1;
+    for (;;) {
+        for (; k < target; k++) {
+            smp_draw_batch(c);
+            b->ops->grad_batch(b->ctx, c->w, c->idx, c->sp->batch, gb);
+            b->ops->download(b->ctx, s->hostf, gb, n);
+            for (int64_t i = 0; i < n; i++) { /* Welford */
+                double x = s->hostf[i], d = x - mean[i];
+                mean[i] += d / (double)(k + 1);
+                m2[i] += d * (x - mean[i]);
+            }
+        }
+        for (int64_t i = 0; i < n; i++) s->s2v[i] = k > 1 ? m2[i] / (double)(k - 1) : 0.0;
+        if (k >= c->sp->var_min_batches &&
+            (relative_change(s->s2v, half, n) < c->sp->var_tol || k >= c->sp->var_max_batches))
+            break;
+        memcpy(half, s->s2v, sizeof(double) * (size_t)n);
+        target = 2 * k;
+    }
+    /* q_i ~ B s_i^2 + mean(g_B,i)^2 (ALGORITHM.md §5, stability floor with mini-batch variance). */
+    for (int64_t i = 0; i < n; i++) s->q[i] = c->sp->batch * s->s2v[i] + mean[i] * mean[i];
+    s->k.var_batches = k;
+    free(half);
+    b->ops->release(b->ctx, gb);
+    return 0;
+}
+
+static int estimate_variance(smp_chain *c, bz_err *e)
+{
+    double t0 = smp_now();
+    int rc = c->sp->var_method == VAR_EXACT ? estimate_exact(c, e) : estimate_minibatch(c, e);
+    st(c)->k.var_time += smp_now() - t0;
+    return rc;
+}
+
+/* ---- masses ---- */
+
+static double mass_for_ratio(const pl_state *s, int64_t i, double r) { return s->A * s->s2v[i] / r; }
+
+/* mass_floor: the spec's value, or the 1st percentile of the positive masses (1 when none). */
+static double resolve_mass_floor(smp_chain *c)
+{
+    pl_state *s = st(c);
+    if (c->sp->mass_floor > 0) return c->sp->mass_floor;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < c->n; i++)
+        if (s->m[i] > 0.0) s->scratch[cnt++] = s->m[i];
+    if (!cnt) return 1.0;
+    return select_kth(s->scratch, cnt, (int64_t)floor(0.01 * (double)(cnt - 1)));
+}
+
+/* Raise m_i to at least lo; remember which components moved in `raised`. */
+static int raise_to(double *m, int64_t i, double lo, unsigned char *raised)
+{
+    if (m[i] >= lo) return 0;
+    m[i] = lo;
+    raised[i] = 1;
+    return 1;
+}
+
+/* The three floors of ALGORITHM.md §5 in order: dead units and the global mass floor, the layer
+ * floor (layer_floor x the layer's median mass), the stability floor h^2 (lambda/n + q_i)/kappa^2.
+ * Sets n_floor and n_stab; marks raised components. */
+static void apply_floors(smp_chain *c, unsigned char *raised)
+{
+    pl_state *s = st(c);
+    const be_layout *L = &c->b->layout;
+    const int64_t n = c->n;
+    s->k.mass_floor = resolve_mass_floor(c);
+    int64_t n_floor = 0, n_stab = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (s->s2v[i] <= 0.0 && s->m[i] < s->k.mass_floor) {
+            s->m[i] = s->k.mass_floor;
+            raised[i] = 1;
+            n_floor++;
+        } else {
+            n_floor += raise_to(s->m, i, s->k.mass_floor, raised);
+        }
+    }
+    for (int32_t g = 0; g < L->n_groups && c->sp->layer_floor > 0; g++) {
+        int64_t lo = L->off[g], cnt = L->off[g + 1] - lo;
+        memcpy(s->scratch, s->m + lo, sizeof(double) * (size_t)cnt);
+        double floor_g = c->sp->layer_floor * select_kth(s->scratch, cnt, cnt / 2);
+        for (int64_t i = lo; i < lo + cnt; i++) n_floor += raise_to(s->m, i, floor_g, raised);
+    }
+    const double h2k = c->sp->h * c->sp->h / (c->sp->kappa * c->sp->kappa);
+    const double reg = L->lambda / (double)n;
+    for (int64_t i = 0; i < n; i++) n_stab += raise_to(s->m, i, h2k * (reg + s->q[i]), raised);
+    s->k.n_floor = n_floor;
+    s->k.n_stab = n_stab;
+}
+
+/* Upload inv_m and the O-step noise amplitude sig_i = sqrt((1-c^2) m_i T (1 - r_i)). r_i <= r_max
+ * < 1 always holds here: masses are raised before any r_i > r_max could be applied. */
+static void upload_mass_and_noise(smp_chain *c)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    const double c2 = s->c * s->c;
+    for (int64_t i = 0; i < c->n; i++) s->hostf[i] = (float)(1.0 / s->m[i]);
+    b->ops->upload(b->ctx, s->inv_m, s->hostf, c->n);
+    for (int64_t i = 0; i < c->n; i++) {
+        double r = s->A * s->s2v[i] / s->m[i];
+        double one_minus_r = r < 1.0 ? 1.0 - r : 0.0;
+        s->hostf[i] = (float)sqrt((1.0 - c2) * s->m[i] * c->T * one_minus_r);
+    }
+    b->ops->upload(b->ctx, s->sig, s->hostf, c->n);
+}
+
+/* Redraw p_i ~ N(0, m_i T) for the marked components (all when mark is NULL). */
+static void redraw_momenta(smp_chain *c, const unsigned char *mark)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    b->ops->download(b->ctx, s->hostf, s->p, c->n);
+    for (int64_t i = 0; i < c->n; i++)
+        if (!mark || mark[i]) s->hostf[i] = (float)(sqrt(s->m[i] * c->T) * rng_normal(&c->rng));
+    b->ops->upload(b->ctx, s->p, s->hostf, c->n);
+}
+
+/* Step 1 of the algorithm: estimate, masses from r0, floors, all momenta drawn. */
+static int full_init(smp_chain *c, bz_err *e)
+{
+    pl_state *s = st(c);
+    int rc = estimate_variance(c, e);
+    if (rc) return rc;
+    for (int64_t i = 0; i < c->n; i++) s->m[i] = s->s2v[i] > 0.0 ? mass_for_ratio(s, i, c->sp->r0) : 0.0;
+    unsigned char *raised = calloc((size_t)c->n, 1);
+    if (!raised) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the mass update");
+    apply_floors(c, raised);
+    free(raised);
+    redraw_momenta(c, NULL);
+    upload_mass_and_noise(c);
+    return 0;
+}
+
+/* Step 2: re-estimate, raise masses with r_i > r_max to m(r_max), floors; redraw the momenta of
+ * every component whose mass moved. guard_mark (optional): components flagged by the runaway
+ * guard, which also get m_i <- max(2 m_i, m_i(r_max)). */
+static int mass_update(smp_chain *c, const unsigned char *guard_mark, bz_err *e)
+{
+    pl_state *s = st(c);
+    int rc = estimate_variance(c, e);
+    if (rc) return rc;
+    unsigned char *raised = calloc((size_t)c->n, 1);
+    if (!raised) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the mass update");
+    const double r_max = c->sp->r_max;
+    for (int64_t i = 0; i < c->n; i++) {
+        if (s->A * s->s2v[i] > r_max * s->m[i]) {
+            s->m[i] = mass_for_ratio(s, i, r_max);
+            raised[i] = 1;
+            s->k.n_raise++;
+        }
+        if (guard_mark && guard_mark[i]) {
+            double up = fmax(2.0 * s->m[i], mass_for_ratio(s, i, r_max));
+            s->m[i] = up;
+            raised[i] = 1;
+        }
+    }
+    apply_floors(c, raised);
+    redraw_momenta(c, raised);
+    free(raised);
+    upload_mass_and_noise(c);
+    return 0;
+}
+
+/* ---- the runaway guard ---- */
+
+static int runaway_guard(smp_chain *c, bz_err *e)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    unsigned char *mark = calloc((size_t)c->n, 1);
+    if (!mark) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the runaway guard");
+    b->ops->download(b->ctx, s->hostf, s->p, c->n);
+    const double zg2 = c->sp->z_guard * c->sp->z_guard;
+    for (int64_t i = 0; i < c->n; i++) {
+        double z2 = (double)s->hostf[i] * s->hostf[i] / (s->m[i] * c->T);
+        mark[i] = z2 > zg2;
+    }
+    s->k.n_guard++;
+    int rc = mass_update(c, mark, e);
+    free(mark);
+    return rc;
+}
+
+/* ---- sampler entries ---- */
+
+static int pl_alloc(smp_chain *c, bz_err *e)
+{
+    be *b = c->b;
+    pl_state *s = calloc(1, sizeof *s);
+    if (!s) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the pL state");
+    c->state = s;
+    const size_t n = (size_t)c->n;
+    s->s2v = calloc(n, sizeof(double));
+    s->q = calloc(n, sizeof(double));
+    s->m = calloc(n, sizeof(double));
+    s->scratch = calloc(n, sizeof(double));
+    s->hostf = calloc(n, sizeof(float));
+    s->p = b->ops->alloc(b->ctx, c->n);
+    s->inv_m = b->ops->alloc(b->ctx, c->n);
+    s->sig = b->ops->alloc(b->ctx, c->n);
+    if (!s->s2v || !s->q || !s->m || !s->scratch || !s->hostf || !s->p || !s->inv_m || !s->sig)
+        return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the pL state (%lld weights)", (long long)c->n);
+    const double h = c->sp->h, g = c->sp->gamma;
+    s->c = exp(-g * h / 2.0);
+    const double c2 = s->c * s->c;
+    s->A = h * h / 4.0 * (1.0 + c2) / ((1.0 - c2) * c->T);
+    return 0;
+}
+
+static int pl_start(smp_chain *c, bz_err *e)
+{
+    int rc = pl_alloc(c, e);
+    if (rc) return rc;
+    rc = full_init(c, e);
+    if (rc) return rc;
+    smp_draw_batch(c);
+    c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
+    return 0;
+}
+
+/* O-B-A-B-O. The gradient in c->g belongs to the current w (computed after the previous A). */
+static int pl_step(smp_chain *c, bz_err *e)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    const float h = (float)c->sp->h, cc = (float)s->c;
+    const int64_t n = c->n;
+    b->ops->add_noise(b->ctx, s->p, cc, s->sig, 0.0f, n);   /* O */
+    b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
+    b->ops->axpy(b->ctx, c->w, h, s->p, s->inv_m, n);        /* A */
+    smp_draw_batch(c);
+    b->ops->grad_batch(b->ctx, c->w, c->idx, c->sp->batch, c->g);
+    b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
+    b->ops->add_noise(b->ctx, s->p, cc, s->sig, 0.0f, n);   /* O */
+    double zmax2;
+    b->ops->sq_stats(b->ctx, s->p, s->inv_m, n, NULL, &zmax2);
+    zmax2 /= c->T;
+    s->last_zmax2 = zmax2;
+    if (!isfinite(zmax2))
+        return bz_fail(e, BZ_EDIVERGED, NULL, "diverged at step %lld: the momenta are not finite; %s",
+                       (long long)c->step + 1, smp_divergence_hint(SM_PL));
+    const int64_t done = c->step + 1;
+    if (c->sp->z_guard > 0 && zmax2 > c->sp->z_guard * c->sp->z_guard) return runaway_guard(c, e);
+    if (done % c->sp->update_every == 0) {
+        if (rng_uniform(&c->rng) < c->sp->p_reinit) {
+            s->k.n_reinit++;
+            return full_init(c, e);
+        }
+        return mass_update(c, NULL, e);
+    }
+    return 0;
+}
+
+static double mean_range(const double *x, int64_t lo, int64_t hi)
+{
+    double sum = 0.0;
+    for (int64_t i = lo; i < hi; i++) sum += x[i];
+    return hi > lo ? sum / (double)(hi - lo) : NAN;
+}
+
+static void pl_observe(smp_chain *c, obs_record *r)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    double kin;
+    b->ops->sq_stats(b->ctx, s->p, s->inv_m, c->n, &kin, NULL);
+    r->v[OBS_KIN_T] = kin / (double)c->n;
+    double rsum = 0.0, rmax = 0.0;
+    for (int64_t i = 0; i < c->n; i++) {
+        double ri = s->A * s->s2v[i] / s->m[i];
+        rsum += ri;
+        rmax = ri > rmax ? ri : rmax;
+    }
+    r->v[OBS_R_MEAN] = rsum / (double)c->n;
+    r->v[OBS_R_MAX] = rmax;
+    r->v[OBS_GRAD_VAR] = mean_range(s->s2v, 0, c->n);
+    r->v[OBS_GRAD_VAR_12] = mean_range(s->s2v, 0, b->layout.fast_end);
+    r->v[OBS_N_RAISE] = (double)s->k.n_raise;
+    r->v[OBS_N_REINIT] = (double)s->k.n_reinit;
+    r->v[OBS_N_GUARD] = (double)s->k.n_guard;
+    r->v[OBS_N_FLOOR] = (double)s->k.n_floor;
+    r->v[OBS_N_STAB] = (double)s->k.n_stab;
+    r->v[OBS_VAR_COST] = c->t_wall > 0 ? s->k.var_time / c->t_wall : NAN;
+    if (c->sp->var_method == VAR_MINIBATCH) r->v[OBS_VAR_BATCHES] = (double)s->k.var_batches;
+}
+
+static int pl_save(smp_chain *c, ckpt_writer *w, bz_err *e)
+{
+    pl_state *s = st(c);
+    const uint64_t nb = sizeof(double) * (uint64_t)c->n;
+    int rc = ckpt_put(w, "pl_counters", &s->k, sizeof s->k, e);
+    if (!rc) rc = ckpt_put(w, "pl_s2", s->s2v, nb, e);
+    if (!rc) rc = ckpt_put(w, "pl_q", s->q, nb, e);
+    if (!rc) rc = ckpt_put(w, "pl_mass", s->m, nb, e);
+    if (!rc) rc = smp_put_buffer(c, w, "pl_p", s->p, c->n, e);
+    return rc;
+}
+
+static int pl_load(smp_chain *c, ckpt_reader *r, bz_err *e)
+{
+    pl_state *s = st(c);
+    const uint64_t nb = sizeof(double) * (uint64_t)c->n;
+    int rc = ckpt_get(r, "pl_counters", &s->k, sizeof s->k, e);
+    if (!rc) rc = ckpt_get(r, "pl_s2", s->s2v, nb, e);
+    if (!rc) rc = ckpt_get(r, "pl_q", s->q, nb, e);
+    if (!rc) rc = ckpt_get(r, "pl_mass", s->m, nb, e);
+    if (!rc) rc = smp_get_buffer(c, r, "pl_p", s->p, c->n, e);
+    if (rc) return rc;
+    for (int64_t i = 0; i < c->n; i++)
+        if (!(s->m[i] > 0.0) || !isfinite(s->m[i]))
+            return bz_fail(e, BZ_EFORMAT, "pl_mass", "checkpoint mass %lld is %g; masses must be positive",
+                           (long long)i, s->m[i]);
+    upload_mass_and_noise(c);
+    return 0;
+}
+
+static void pl_destroy(smp_chain *c)
+{
+    pl_state *s = st(c);
+    if (!s) return;
+    be *b = c->b;
+    free(s->s2v);
+    free(s->q);
+    free(s->m);
+    free(s->scratch);
+    free(s->hostf);
+    if (s->p) b->ops->release(b->ctx, s->p);
+    if (s->inv_m) b->ops->release(b->ctx, s->inv_m);
+    if (s->sig) b->ops->release(b->ctx, s->sig);
+    free(s);
+    c->state = NULL;
+}
+
+const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, pl_step, pl_observe, pl_save, pl_load, pl_destroy};
+
+int pl_inspect(smp_chain *c, pl_view *v)
+{
+    if (c->vt != &smp_pl || !c->state) return BZ_EINVAL;
+    pl_state *s = st(c);
+    *v = (pl_view){s->m, s->s2v, s->A, s->k.mass_floor, s->k.n_raise, s->k.n_reinit, s->k.n_guard,
+                   s->k.n_floor, s->k.n_stab};
+    return 0;
+}
