@@ -1,7 +1,8 @@
 /* npy.h: reading and writing NumPy .npy files (format versions 1.0-3.0, little-endian, C order).
  *
  * Reading validates the magic, version, header dictionary, dtype, shape and file length, and
- * reports the first problem with the file name and what is wrong. */
+ * reports the first problem with the file name and what is wrong. Data shorter than the shape
+ * needs and trailing bytes after it are both errors (BZ_EFORMAT). */
 #ifndef BZ_NPY_H
 #define BZ_NPY_H
 
@@ -29,6 +30,12 @@ void npy_free(npy_array *a);
  * npy_read_labels accepts any integer dtype and converts to int32 (range-checked). */
 int npy_read_f32(const char *path, npy_array *out, bz_err *e);
 int npy_read_labels(const char *path, npy_array *out, bz_err *e);
+
+/* The same, reading only the first max_rows along axis 0 (max_rows <= 0 or >= shape[0]: all);
+ * out->shape[0] and out->count describe what was read. The whole file is still validated, so a
+ * caller can keep a prefix of a large file without allocating all of it. */
+int npy_read_f32_rows(const char *path, int64_t max_rows, npy_array *out, bz_err *e);
+int npy_read_labels_rows(const char *path, int64_t max_rows, npy_array *out, bz_err *e);
 
 /* Validate a file up to and including its length (as npy_read does) without reading the data:
  * fills info (data = NULL) and, if data_offset is non-NULL, the byte offset where the data starts.

@@ -178,10 +178,11 @@ static int read_weights(const char *path, const nn_arch *a, float **w, bz_err *e
     int rc = npy_read_f32(path, &arr, e);
     if (rc) return rc;
     if (arr.count != a->n || arr.ndim > 2 || (arr.ndim == 2 && arr.shape[0] != 1 && arr.shape[1] != 1)) {
+        rc = bz_fail(e, BZ_EFORMAT, path,
+                     "%s holds %lld floats in %d dimension(s); this spec's network needs a flat vector of %lld",
+                     path, (long long)arr.count, (int)arr.ndim, (long long)a->n);
         npy_free(&arr);
-        return bz_fail(e, BZ_EFORMAT, path,
-                       "%s holds %lld floats in %d dimension(s); this spec's network needs a flat vector of %lld",
-                       path, (long long)arr.count, (int)arr.ndim, (long long)a->n);
+        return rc;
     }
     *w = arr.data;
     return 0;
