@@ -42,7 +42,6 @@ int noise_diag_init(noise_diag *d, smp_chain *c, int32_t D, bz_err *e)
     memset(d, 0, sizeof *d);
     d->b = c->b;
     d->D = D;
-    d->ks_frac = d->corr = d->acf1 = NAN;
     const size_t n = (size_t)c->n;
     d->s2 = malloc(sizeof(double) * n);
     d->gsum = malloc(sizeof(double) * n);
@@ -175,15 +174,15 @@ int noise_diag_measure(noise_diag *d, smp_chain *c, bz_err *e)
             d->nu[(size_t)t * d->n_comp + j] = (float)((d->gb[i] - d->gfull[i]) / sqrt(d->s2[i]));
         }
     }
-    d->ks_frac = ks_fraction(d);
-    d->corr = mean_abs_offdiag(d);
-    d->acf1 = mean_lag1(d);
+    c->noise_stats[0] = ks_fraction(d);
+    c->noise_stats[1] = mean_abs_offdiag(d);
+    c->noise_stats[2] = mean_lag1(d);
     return 0;
 }
 
-void noise_diag_fill(const noise_diag *d, obs_record *r)
+void noise_diag_fill(const smp_chain *c, obs_record *r)
 {
-    r->v[OBS_NOISE_KS_FRAC] = d->ks_frac;
-    r->v[OBS_NOISE_CORR] = d->corr;
-    r->v[OBS_NOISE_ACF1] = d->acf1;
+    r->v[OBS_NOISE_KS_FRAC] = c->noise_stats[0];
+    r->v[OBS_NOISE_CORR] = c->noise_stats[1];
+    r->v[OBS_NOISE_ACF1] = c->noise_stats[2];
 }

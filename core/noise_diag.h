@@ -19,7 +19,6 @@
 typedef struct noise_diag {
     be *b;
     int32_t D;              /* mini-batches per measurement */
-    double ks_frac, corr, acf1; /* last measurement (NaN before the first) */
     double *s2;             /* host, n: exact s_i^2 */
     double *gsum;           /* host, n: scratch */
     float *gfull, *gb;      /* host, n */
@@ -30,9 +29,10 @@ typedef struct noise_diag {
 } noise_diag;
 
 int noise_diag_init(noise_diag *d, smp_chain *c, int32_t D, bz_err *e);
+/* Measure at the current w; results go to c->noise_stats. */
 int noise_diag_measure(noise_diag *d, smp_chain *c, bz_err *e);
-/* Copy the last measurement into the record. */
-void noise_diag_fill(const noise_diag *d, obs_record *r);
+/* Copy the chain's last measurement (c->noise_stats, kept in checkpoints) into the record. */
+void noise_diag_fill(const smp_chain *c, obs_record *r);
 void noise_diag_free(noise_diag *d);
 
 /* Kolmogorov-Smirnov p-value of a sample x[0..m) (sorted in place) against N(0,1). */

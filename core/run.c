@@ -10,7 +10,7 @@ static bool due(int64_t step, int64_t every) { return every > 0 && step % every 
 static int emit_record(smp_chain *c, const run_sink *s, const noise_diag *nd, obs_record *r, bz_err *e)
 {
     int rc = smp_chain_observe(c, c->spec->record.test, r, e);
-    if (nd) noise_diag_fill(nd, r);
+    if (nd) noise_diag_fill(c, r);
     /* The record goes out even when it shows the divergence: nothing before it is lost and the
      * non-finite value is visible in the series. */
     int rc2 = s->on_record ? s->on_record(s->ctx, r, e) : 0;
@@ -25,13 +25,15 @@ static int emit_sample(smp_chain *c, const run_sink *s, float *host, bz_err *e)
     return s->on_sample(s->ctx, c->step, c->t_wall, host, c->n, e);
 }
 
-/* The end of a chain for any reason: the last record (unless one was just made) and the final
- * checkpoint. */
-static int finish(smp_chain *c, const run_sink *s, const noise_diag *nd, int64_t last_record, bz_err *e)
+/* The end of a chain: the last record (unless one was just made, or the chain is only being
+ * stopped: a resumed chain then writes exactly the records an uninterrupted one would) and the
+ * final checkpoint. */
+static int finish(smp_chain *c, const run_sink *s, const noise_diag *nd, int64_t last_record, bool stopping,
+                  bz_err *e)
 {
     obs_record r;
     int rc = 0;
-    if (last_record != c->step) rc = emit_record(c, s, nd, &r, e);
+    if (!stopping && last_record != c->step) rc = emit_record(c, s, nd, &r, e);
     if (!rc && s->on_checkpoint) rc = s->on_checkpoint(s->ctx, c, true, e);
     return rc;
 }
@@ -59,7 +61,7 @@ int run_chain(smp_chain *c, const run_sink *s, bz_err *e)
     }
     while (c->step < spec->sampler.steps && !c->stop_early) {
         if (s->should_stop && s->should_stop(s->ctx)) {
-            rc = finish(c, s, nd, last_record, e);
+            rc = finish(c, s, nd, last_record, true, e);
             if (!rc) rc = bz_fail(e, BZ_ECANCELLED, NULL, "stopped at step %lld", (long long)c->step);
             goto out;
         }
@@ -84,7 +86,7 @@ int run_chain(smp_chain *c, const run_sink *s, bz_err *e)
             (rc = s->on_checkpoint(s->ctx, c, false, e)))
             goto out;
     }
-    rc = finish(c, s, nd, last_record, e);
+    rc = finish(c, s, nd, last_record, false, e);
 out:
     if (nd) noise_diag_free(nd);
     free(host);

@@ -60,6 +60,7 @@ int smp_chain_create(smp_chain *c, const bz_spec *s, be *b, int32_t ti, bz_err *
         return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for a chain of %lld weights", (long long)c->n);
     }
     for (int32_t i = 0; i < P; i++) c->perm[i] = i;
+    for (int i = 0; i < 3; i++) c->noise_stats[i] = NAN;
     rng_seed(&c->rng, s->sampler.seed, STREAM_HOST + (uint64_t)ti);
     b->ops->noise_seed(b->ctx, s->sampler.seed, STREAM_NOISE + (uint64_t)ti);
     return 0;
@@ -172,11 +173,13 @@ typedef struct chain_scalars {
     double T;
     int32_t index;
     int32_t stop_early;
+    double noise_stats[3];
 } chain_scalars;
 
 static int save_common(smp_chain *c, ckpt_writer *w, bz_err *e)
 {
-    chain_scalars sc = {c->step, c->t_wall, c->T, c->index, c->stop_early};
+    chain_scalars sc = {c->step, c->t_wall, c->T, c->index, c->stop_early,
+                        {c->noise_stats[0], c->noise_stats[1], c->noise_stats[2]}};
     be *b = c->b;
     size_t ns = b->ops->noise_state_size(b->ctx);
     void *noise = malloc(ns ? ns : 1);
@@ -214,6 +217,7 @@ static int load_common(smp_chain *c, ckpt_reader *r, bz_err *e)
     c->step = sc.step;
     c->t_wall = sc.t_wall;
     c->stop_early = sc.stop_early != 0;
+    memcpy(c->noise_stats, sc.noise_stats, sizeof c->noise_stats);
     return 0;
 }
 

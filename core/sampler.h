@@ -50,6 +50,7 @@ struct smp_chain {
     int64_t step;             /* completed steps */
     double t_wall;            /* seconds spent in steps (summed over resumes) */
     bool stop_early;          /* set by a sampler that has finished (adam early stopping) */
+    double noise_stats[3];    /* last noise diagnostics (ks_frac, corr, acf1), NaN before the first */
     void *state;
 };
 

@@ -4,14 +4,19 @@
  * the full-set U at both ends. mbhmc integrates with the gradient of U_B for one mini-batch drawn
  * at the start of the trajectory: the map is still reversible and volume preserving, so the
  * chain stays exact, but the acceptance collapses unless h is tiny. A trajectory whose end H is
- * not finite is rejected like any other improbable proposal. */
+ * not finite is rejected like any other improbable proposal.
+ *
+ * On a rejection the momenta go back to the trajectory's start, p0 (kept in p_keep), like w and g:
+ * kin_T then reports the momentum of the state the chain is in, and a trajectory that overflowed
+ * cannot leave inf/NaN in p, which the next draw (p = 0 * p + noise) would carry into H0 and so
+ * reject every later trajectory. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "sampler.h"
 
 typedef struct hmc_state {
-    float *p, *w_keep, *g_keep; /* backend, n */
+    float *p, *p_keep, *w_keep, *g_keep; /* backend, n */
     double U;                   /* full-set U of the current w */
     int64_t tries, accepts;     /* since the last record */
     double last_dH;
@@ -26,10 +31,12 @@ static int hmc_alloc(smp_chain *c, bz_err *e)
     if (!s) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the hMC state");
     c->state = s;
     s->p = b->ops->alloc(b->ctx, c->n);
+    s->p_keep = b->ops->alloc(b->ctx, c->n);
     s->w_keep = b->ops->alloc(b->ctx, c->n);
     s->g_keep = b->ops->alloc(b->ctx, c->n);
     s->last_dH = NAN;
-    if (!s->p || !s->w_keep || !s->g_keep) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the hMC state");
+    if (!s->p || !s->p_keep || !s->w_keep || !s->g_keep)
+        return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the hMC state");
     return 0;
 }
 
@@ -76,6 +83,7 @@ static int hmc_step(smp_chain *c, bz_err *e)
     const double m = c->sp->mass;
     const float h = (float)(c->sp->h * (1.0 + c->sp->jitter * (2.0 * rng_uniform(&c->rng) - 1.0)));
     b->ops->add_noise(b->ctx, s->p, 0.0f, NULL, (float)sqrt(m * c->T), n);
+    b->ops->copy(b->ctx, s->p_keep, s->p, n);
     b->ops->copy(b->ctx, s->w_keep, c->w, n);
     b->ops->copy(b->ctx, s->g_keep, c->g, n);
     if (c->sp->method == SM_MBHMC) {
@@ -100,6 +108,7 @@ static int hmc_step(smp_chain *c, bz_err *e)
         s->accepts++;
         s->U = U1; /* hmc: g already holds grad U(w'); mbhmc redraws its batch gradient */
     } else {
+        b->ops->copy(b->ctx, s->p, s->p_keep, n);
         b->ops->copy(b->ctx, c->w, s->w_keep, n);
         b->ops->copy(b->ctx, c->g, s->g_keep, n);
     }
@@ -149,6 +158,7 @@ static void hmc_destroy(smp_chain *c)
     if (!s) return;
     be *b = c->b;
     if (s->p) b->ops->release(b->ctx, s->p);
+    if (s->p_keep) b->ops->release(b->ctx, s->p_keep);
     if (s->w_keep) b->ops->release(b->ctx, s->w_keep);
     if (s->g_keep) b->ops->release(b->ctx, s->g_keep);
     free(s);

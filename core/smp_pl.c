@@ -10,8 +10,9 @@
  * z_max^2 = max p_i^2 / (m_i T) after every step.
  *
  * Host arrays (double, length n): s2v (the s_i^2 estimate), q (mean squared per-example data
- * gradient, the stability floor's curvature proxy), m (masses). Backend buffers (float, n): p,
- * inv_m, sig (sqrt of the O-step noise variance s2_i). */
+ * gradient, the stability floor's curvature proxy), m (masses); held (bytes, n): which floor, if
+ * any, set the mass in force (for the n_floor / n_stab counts, which are current, not events).
+ * Backend buffers (float, n): p, inv_m, sig (sqrt of the O-step noise variance s2_i). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +37,17 @@ typedef struct pl_state {
     double A;          /* r_i = A s_i^2 / m_i */
     double *s2v, *q, *m, *scratch; /* host, n */
     float *hostf;      /* host float scratch, n */
+    unsigned char *held; /* host, n: HELD_* of the mass in force */
     float *p, *inv_m, *sig; /* backend, n */
     double last_zmax2; /* from the last step's guard reduction */
     pl_counters k;
 } pl_state;
+
+/* What set a component's mass last: the ratio control (m(r0), m(r_max), the guard) or a floor.
+ * A mass set by a floor stays held up by it until the ratio control sets it again, so the
+ * current counts n_floor / n_stab are the numbers of components marked HELD_FLOOR / HELD_STAB
+ * (each component counted once, under the floor that set its mass last). */
+enum { HELD_NONE = 0, HELD_FLOOR = 1, HELD_STAB = 2 };
 
 static pl_state *st(smp_chain *c) { return c->state; }
 
@@ -127,7 +135,7 @@ static int estimate_minibatch(smp_chain *c, bz_err *e)
             (relative_change(s->s2v, half, n) < c->sp->var_tol || k >= c->sp->var_max_batches))
             break;
         memcpy(half, s->s2v, sizeof(double) * (size_t)n);
-        target = 2 * k;
+        target = 2 * k < c->sp->var_max_batches ? 2 * k : c->sp->var_max_batches; /* never past the cap */
     }
     /* q_i ~ B s_i^2 + mean(g_B,i)^2 (ALGORITHM.md §5, stability floor with mini-batch variance). */
     for (int64_t i = 0; i < n; i++) s->q[i] = c->sp->batch * s->s2v[i] + mean[i] * mean[i];
@@ -161,43 +169,42 @@ static double resolve_mass_floor(smp_chain *c)
     return select_kth(s->scratch, cnt, (int64_t)floor(0.01 * (double)(cnt - 1)));
 }
 
-/* Raise m_i to at least lo; remember which components moved in `raised`. */
-static int raise_to(double *m, int64_t i, double lo, unsigned char *raised)
+/* Raise m_i to at least lo; remember which components moved in `raised` and which floor set
+ * their mass in `held`. */
+static void raise_to(pl_state *s, int64_t i, double lo, unsigned char why, unsigned char *raised)
 {
-    if (m[i] >= lo) return 0;
-    m[i] = lo;
+    if (s->m[i] >= lo) return;
+    s->m[i] = lo;
     raised[i] = 1;
-    return 1;
+    s->held[i] = why;
 }
 
-/* The three floors of ALGORITHM.md §5 in order: dead units and the global mass floor, the layer
- * floor (layer_floor x the layer's median mass), the stability floor h^2 (lambda/n + q_i)/kappa^2.
- * Sets n_floor and n_stab; marks raised components. */
+/* The three floors of ALGORITHM.md §5 in order: dead units and the global mass floor (no mass
+ * below it; a dead unit's mass is 0 here, so it gets exactly the floor), the layer floor
+ * (layer_floor x the layer's median mass), the stability floor h^2 (lambda/n + q_i)/kappa^2.
+ * Marks raised components; sets n_floor and n_stab from the held marks. */
 static void apply_floors(smp_chain *c, unsigned char *raised)
 {
     pl_state *s = st(c);
     const be_layout *L = &c->b->layout;
     const int64_t n = c->n;
     s->k.mass_floor = resolve_mass_floor(c);
-    int64_t n_floor = 0, n_stab = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (s->s2v[i] <= 0.0 && s->m[i] < s->k.mass_floor) {
-            s->m[i] = s->k.mass_floor;
-            raised[i] = 1;
-            n_floor++;
-        } else {
-            n_floor += raise_to(s->m, i, s->k.mass_floor, raised);
-        }
-    }
+    for (int64_t i = 0; i < n; i++) raise_to(s, i, s->k.mass_floor, HELD_FLOOR, raised);
     for (int32_t g = 0; g < L->n_groups && c->sp->layer_floor > 0; g++) {
         int64_t lo = L->off[g], cnt = L->off[g + 1] - lo;
+        if (cnt <= 0) continue;
         memcpy(s->scratch, s->m + lo, sizeof(double) * (size_t)cnt);
         double floor_g = c->sp->layer_floor * select_kth(s->scratch, cnt, cnt / 2);
-        for (int64_t i = lo; i < lo + cnt; i++) n_floor += raise_to(s->m, i, floor_g, raised);
+        for (int64_t i = lo; i < lo + cnt; i++) raise_to(s, i, floor_g, HELD_FLOOR, raised);
     }
     const double h2k = c->sp->h * c->sp->h / (c->sp->kappa * c->sp->kappa);
     const double reg = L->lambda / (double)n;
-    for (int64_t i = 0; i < n; i++) n_stab += raise_to(s->m, i, h2k * (reg + s->q[i]), raised);
+    for (int64_t i = 0; i < n; i++) raise_to(s, i, h2k * (reg + s->q[i]), HELD_STAB, raised);
+    int64_t n_floor = 0, n_stab = 0;
+    for (int64_t i = 0; i < n; i++) {
+        n_floor += s->held[i] == HELD_FLOOR;
+        n_stab += s->held[i] == HELD_STAB;
+    }
     s->k.n_floor = n_floor;
     s->k.n_stab = n_stab;
 }
@@ -237,6 +244,7 @@ static int full_init(smp_chain *c, bz_err *e)
     int rc = estimate_variance(c, e);
     if (rc) return rc;
     for (int64_t i = 0; i < c->n; i++) s->m[i] = s->s2v[i] > 0.0 ? mass_for_ratio(s, i, c->sp->r0) : 0.0;
+    memset(s->held, HELD_NONE, (size_t)c->n);
     unsigned char *raised = calloc((size_t)c->n, 1);
     if (!raised) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the mass update");
     apply_floors(c, raised);
@@ -261,12 +269,14 @@ static int mass_update(smp_chain *c, const unsigned char *guard_mark, bz_err *e)
         if (s->A * s->s2v[i] > r_max * s->m[i]) {
             s->m[i] = mass_for_ratio(s, i, r_max);
             raised[i] = 1;
+            s->held[i] = HELD_NONE;
             s->k.n_raise++;
         }
         if (guard_mark && guard_mark[i]) {
             double up = fmax(2.0 * s->m[i], mass_for_ratio(s, i, r_max));
             s->m[i] = up;
             raised[i] = 1;
+            s->held[i] = HELD_NONE;
         }
     }
     apply_floors(c, raised);
@@ -310,10 +320,11 @@ static int pl_alloc(smp_chain *c, bz_err *e)
     s->m = calloc(n, sizeof(double));
     s->scratch = calloc(n, sizeof(double));
     s->hostf = calloc(n, sizeof(float));
+    s->held = calloc(n, 1);
     s->p = b->ops->alloc(b->ctx, c->n);
     s->inv_m = b->ops->alloc(b->ctx, c->n);
     s->sig = b->ops->alloc(b->ctx, c->n);
-    if (!s->s2v || !s->q || !s->m || !s->scratch || !s->hostf || !s->p || !s->inv_m || !s->sig)
+    if (!s->s2v || !s->q || !s->m || !s->scratch || !s->hostf || !s->held || !s->p || !s->inv_m || !s->sig)
         return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the pL state (%lld weights)", (long long)c->n);
     const double h = c->sp->h, g = c->sp->gamma;
     s->c = exp(-g * h / 2.0);
@@ -408,6 +419,7 @@ static int pl_save(smp_chain *c, ckpt_writer *w, bz_err *e)
     if (!rc) rc = ckpt_put(w, "pl_q", s->q, nb, e);
     if (!rc) rc = ckpt_put(w, "pl_mass", s->m, nb, e);
     if (!rc) rc = smp_put_buffer(c, w, "pl_p", s->p, c->n, e);
+    if (!rc) rc = ckpt_put(w, "pl_held", s->held, (uint64_t)c->n, e);
     return rc;
 }
 
@@ -421,6 +433,12 @@ static int pl_load(smp_chain *c, ckpt_reader *r, bz_err *e)
     if (!rc) rc = ckpt_get(r, "pl_mass", s->m, nb, e);
     if (!rc) rc = smp_get_buffer(c, r, "pl_p", s->p, c->n, e);
     if (rc) return rc;
+    /* pl_held only feeds the n_floor / n_stab counts (restored with the counters); a checkpoint
+     * written before it existed loads with every mass marked as set by the ratio control. */
+    uint64_t held_bytes = 0;
+    const void *held = ckpt_find(r, "pl_held", &held_bytes);
+    if (held && held_bytes == (uint64_t)c->n) memcpy(s->held, held, (size_t)c->n);
+    else memset(s->held, HELD_NONE, (size_t)c->n);
     for (int64_t i = 0; i < c->n; i++)
         if (!(s->m[i] > 0.0) || !isfinite(s->m[i]))
             return bz_fail(e, BZ_EFORMAT, "pl_mass", "checkpoint mass %lld is %g; masses must be positive",
@@ -439,6 +457,7 @@ static void pl_destroy(smp_chain *c)
     free(s->m);
     free(s->scratch);
     free(s->hostf);
+    free(s->held);
     if (s->p) b->ops->release(b->ctx, s->p);
     if (s->inv_m) b->ops->release(b->ctx, s->inv_m);
     if (s->sig) b->ops->release(b->ctx, s->sig);

@@ -9,6 +9,10 @@ int cli_check(int argc, char **argv);
 int cli_dataset(int argc, char **argv);
 int cli_init(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_summary(int argc, char **argv);
+int cli_msd(int argc, char **argv);
+int cli_samples(int argc, char **argv);
 
 /* Print "boltzd: <msg> [field: <field>]" to stderr and return 1. */
 int cli_report(const bz_err *e);
@@ -22,5 +26,8 @@ typedef struct cli_opt {
 } cli_opt;
 int cli_parse(int argc, char **argv, const cli_opt *opts, const char **positional, int n_positional,
               const char *usage);
+/* The same with min_positional..n_positional positionals (the missing ones stay untouched). */
+int cli_parse_range(int argc, char **argv, const cli_opt *opts, const char **positional, int min_positional,
+                    int n_positional, const char *usage);
 
 #endif

@@ -23,6 +23,12 @@ static const cli_opt *find_opt(const cli_opt *opts, const char *arg)
 int cli_parse(int argc, char **argv, const cli_opt *opts, const char **positional, int n_positional,
               const char *usage)
 {
+    return cli_parse_range(argc, argv, opts, positional, n_positional, n_positional, usage);
+}
+
+int cli_parse_range(int argc, char **argv, const cli_opt *opts, const char **positional, int min_positional,
+                    int n_positional, const char *usage)
+{
     int n_pos = 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -53,7 +59,7 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const char **positiona
             positional[n_pos++] = arg;
         }
     }
-    if (n_pos < n_positional) {
+    if (n_pos < min_positional) {
         fprintf(stderr, "boltzd: missing argument\nusage: %s\n", usage);
         return 2;
     }

@@ -18,6 +18,10 @@ static const command commands[] = {
     {"dataset", cli_dataset, "build a spec's data set and write it as .npy files"},
     {"init", cli_init, "write a spec's initial weights (flat layout) as .npy"},
     {"eval", cli_eval, "evaluate U, loss, w2 and errors of given weights"},
+    {"run", cli_run, "run a job without a daemon (observables, samples, checkpoints; --resume)"},
+    {"summary", cli_summary, "equilibrium summary of a chain folder (JSON)"},
+    {"msd", cli_msd, "mean squared displacement against wall-clock lag, diffusion coefficient (JSON)"},
+    {"samples", cli_samples, "export a chain's weight samples as .npy"},
 };
 
 static void usage(FILE *f)
