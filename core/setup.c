@@ -2,7 +2,10 @@
 #include "setup.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "npy.h"
 
 int setup_arch(const bz_spec *s, const ds_data *d, nn_arch *a, bz_err *e)
 {
@@ -41,5 +44,40 @@ int setup_hold_out(ds_data *d, double fraction, bz_err *e)
     d->n_val = n_val;
     d->x_val = d->x_train + (size_t)d->n_train * (size_t)d->n_in;
     d->y_val = d->y_train + d->n_train;
+    return 0;
+}
+
+int setup_read_weights(const char *path, const nn_arch *a, float **w, bz_err *e)
+{
+    npy_array arr;
+    int rc = npy_read_f32(path, &arr, e);
+    if (rc) return rc;
+    if (arr.count != a->n || arr.ndim > 2 || (arr.ndim == 2 && arr.shape[0] != 1 && arr.shape[1] != 1)) {
+        rc = bz_fail(e, BZ_EFORMAT, path,
+                     "%s holds %lld floats in %d dimension(s); this spec's network needs a flat vector of %lld",
+                     path, (long long)arr.count, (int)arr.ndim, (long long)a->n);
+        npy_free(&arr);
+        return rc;
+    }
+    *w = arr.data;
+    return 0;
+}
+
+int setup_initial_weights(const bz_spec *s, const nn_arch *a, float *w, bz_err *e)
+{
+    if (s->init.kind == INIT_RANDOM) {
+        nn_init_he(a, w, s->init.seed);
+        return 0;
+    }
+    float *loaded;
+    int rc = setup_read_weights(s->init.path, a, &loaded, e);
+    if (rc) return rc;
+    for (int64_t i = 0; i < a->n; i++)
+        if (!isfinite(loaded[i])) {
+            free(loaded);
+            return bz_fail(e, BZ_EFORMAT, "init.path", "%s: weight %lld is not finite", s->init.path, (long long)i);
+        }
+    memcpy(w, loaded, sizeof(float) * (size_t)a->n);
+    free(loaded);
     return 0;
 }

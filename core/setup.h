@@ -14,6 +14,13 @@ int setup_arch(const bz_spec *s, const ds_data *d, nn_arch *a, bz_err *e);
 /* Load the data set and build the architecture. On error nothing stays allocated. */
 int setup_load(const bz_spec *s, ds_data *d, nn_arch *a, bz_err *e);
 
+/* Read a flat float32 weights file of exactly a->n values ((n,), (1, n) or (n, 1)); *w is
+ * malloc'ed. A wrong length or dtype is BZ_EFORMAT naming the file and both lengths. */
+int setup_read_weights(const char *path, const nn_arch *a, float **w, bz_err *e);
+
+/* The spec's initial weights into w (a->n floats): He from init.seed, or init.path. */
+int setup_initial_weights(const bz_spec *s, const nn_arch *a, float *w, bz_err *e);
+
 /* Hold the last round(fraction * P) training rows out as a validation set (at least 1, and at
  * least 1 row left for training): n_train shrinks, x_val/y_val point at the tail. The data sets
  * are shuffled at build time, so the tail is a random split. */

@@ -87,7 +87,7 @@ typedef struct section {
 static const char *const ds_names[] = { "spin", "fashion_mnist", "npy", NULL };
 static const char *const method_names[] = { "pl", "hmc", "mbhmc", "naive_pl", "sgld", "adam", NULL };
 static const char *const var_names[] = { "exact", "minibatch", NULL };
-static const char *const init_names[] = { "random", NULL };
+static const char *const init_names[] = { "random", "npy", NULL };
 static const char *const backend_names[] = { "auto", "cpu", "cuda", NULL };
 static const char *const precision_names[] = { "fp32", "tf32", NULL };
 
@@ -160,9 +160,11 @@ static const field model_fields[] = {
 };
 
 static const field init_fields[] = {
-    { .key = "kind", .type = F_STR, .off = SIZE_MAX, .variants = ALL, .choices = init_names,
-      .sdef = "random" },
-    { .key = "seed", .type = F_U64, .off = OFF(init.seed), .variants = ALL, .def = { 2 }, NOHI(0) },
+    { .key = "kind", .type = F_ENUM, .off = OFF(init.kind), .variants = ALL, .def = { INIT_RANDOM },
+      .choices = init_names },
+    { .key = "seed", .type = F_U64, .off = OFF(init.seed), .variants = V(INIT_RANDOM), .def = { 2 }, NOHI(0) },
+    { .key = "path", .type = F_STR, .off = OFF(init.path), .variants = V(INIT_NPY), .required = V(INIT_NPY),
+      .cap = BZ_PATH_MAX },
 };
 
 #define PL V(SM_PL)
@@ -280,7 +282,11 @@ static const section sec_sampler = {
 static const section sec_projection = SECTION(projection_fields);
 static const section sec_early_stopping = SECTION(early_stopping_fields);
 static const section sec_model = SECTION(model_fields);
-static const section sec_init = SECTION(init_fields);
+static int init_variant(const bz_spec *s) { return (int)s->init.kind; }
+static const section sec_init = {
+    .fields = init_fields, .n = NF(init_fields), .variant_key = "kind", .variant_word = "init kind",
+    .variant_names = init_names, .variant_of = init_variant
+};
 static const section sec_record = SECTION(record_fields);
 static const section sec_samples = SECTION(samples_fields);
 static const section sec_checkpoint = SECTION(checkpoint_fields);
@@ -702,9 +708,11 @@ static int parse_section(json_t *obj, const section *sec, const char *path, bz_s
         join(sub, sizeof sub, path, f->key);
         if (v || f->type == F_OBJ) rc = parse_value(f, v, sub, s, e); /* absent object: {} */
         else if ((f->required >> variant) & 1u)
-            rc = bz_fail(e, BZ_EINVAL, sub, "%s is required%s%s", sub,
+            rc = bz_fail(e, BZ_EINVAL, sub, "%s is required%s%s%s%s", sub,
                          sec->variant_key ? " for " : "",
-                         sec->variant_key ? sec->variant_word : "");
+                         sec->variant_key ? sec->variant_word : "",
+                         sec->variant_key ? " " : "",
+                         sec->variant_key ? sec->variant_names[variant] : "");
         else set_default(f, variant, s);
     }
     if (!rc && sec->check) rc = sec->check(path, s, e);

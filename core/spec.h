@@ -46,8 +46,12 @@ typedef struct model_spec {
     double lambda;
 } model_spec;
 
+typedef enum { INIT_RANDOM = 0, INIT_NPY } init_kind;
+
 typedef struct init_spec {
-    uint64_t seed;       /* "random" (He) is the only kind */
+    init_kind kind;      /* "random": He from seed; "npy": a flat float32 weights file */
+    uint64_t seed;       /* random */
+    char path[BZ_PATH_MAX]; /* npy: e.g. a pre-equilibrated state (boltzd samples / eval output) */
 } init_spec;
 
 typedef enum { SM_PL = 0, SM_HMC, SM_MBHMC, SM_NAIVE_PL, SM_SGLD, SM_ADAM, SM_COUNT } sampler_method;

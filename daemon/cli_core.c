@@ -162,29 +162,12 @@ int cli_init(int argc, char **argv)
     if (spec_arch(&s, &a, &e)) return cli_report(&e);
     float *w = malloc(sizeof(float) * (size_t)a.n);
     if (!w) return cli_report(&(bz_err){BZ_ENOMEM, "", "out of memory for the weights"});
-    nn_init_he(&a, w, s.init.seed);
     int64_t shape[1] = {a.n};
-    rc = npy_write(out, NPY_F32, 1, shape, w, &e);
+    rc = setup_initial_weights(&s, &a, w, &e);
+    if (!rc) rc = npy_write(out, NPY_F32, 1, shape, w, &e);
     free(w);
     if (rc) return cli_report(&e);
     printf("{\"n\": %lld, \"out\": \"%s\"}\n", (long long)a.n, out);
-    return 0;
-}
-
-/* Read weights and check dtype and length against the architecture. */
-static int read_weights(const char *path, const nn_arch *a, float **w, bz_err *e)
-{
-    npy_array arr;
-    int rc = npy_read_f32(path, &arr, e);
-    if (rc) return rc;
-    if (arr.count != a->n || arr.ndim > 2 || (arr.ndim == 2 && arr.shape[0] != 1 && arr.shape[1] != 1)) {
-        rc = bz_fail(e, BZ_EFORMAT, path,
-                     "%s holds %lld floats in %d dimension(s); this spec's network needs a flat vector of %lld",
-                     path, (long long)arr.count, (int)arr.ndim, (long long)a->n);
-        npy_free(&arr);
-        return rc;
-    }
-    *w = arr.data;
     return 0;
 }
 
@@ -216,7 +199,7 @@ int cli_eval(int argc, char **argv)
     float *w = NULL, *g = NULL;
     pot_ctx p;
     memset(&p, 0, sizeof p);
-    rc = read_weights(wpath, &a, &w, &e);
+    rc = setup_read_weights(wpath, &a, &w, &e);
     if (!rc) rc = pot_init(&p, &a, &d, s.model.lambda, 1, &e);
     if (!rc) {
         pot_obs o;

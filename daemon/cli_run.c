@@ -222,8 +222,8 @@ static int run_one_chain(const bz_spec *s, be *b, const nn_arch *a, int32_t ti, 
         resume_step = -1;
         float *w0 = malloc(sizeof(float) * (size_t)a->n);
         if (!w0) rc = bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the initial weights");
+        if (!rc) rc = setup_initial_weights(s, a, w0, e);
         if (!rc) {
-            nn_init_he(a, w0, s->init.seed);
             b->ops->upload(b->ctx, c.w, w0, a->n);
             rc = smp_chain_start(&c, e);
         }

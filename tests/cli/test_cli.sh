@@ -83,6 +83,13 @@ PY
 then ok "eval matches an independent NumPy forward pass (U, loss, w2, errors)"
 else bad "eval disagrees with NumPy"; fi
 
+# init kind npy: a weights file as the starting point (same bytes back)
+sed "s|\"init\": {\"kind\": \"random\", \"seed\": 6}|\"init\": {\"kind\": \"npy\", \"path\": \"$tmp/w.npy\"}|" \
+  "$tmp/spec.json" >"$tmp/from_file.json"
+if "$BOLTZD" init "$tmp/from_file.json" --out "$tmp/w_again.npy" >/dev/null && cmp -s "$tmp/w.npy" "$tmp/w_again.npy"; then
+  ok "init kind npy starts from the given weights"
+else bad "init kind npy"; fi
+
 # --- bad input ---
 sed 's/"T": 0.001/"T": -1/' "$tmp/spec.json" >"$tmp/badT.json"
 expect_fail "negative T names sampler.T" 'sampler\.T' "$BOLTZD" check "$tmp/badT.json"
