@@ -437,8 +437,9 @@ static int pl_load(smp_chain *c, ckpt_reader *r, bz_err *e)
      * written before it existed loads with every mass marked as set by the ratio control. */
     uint64_t held_bytes = 0;
     const void *held = ckpt_find(r, "pl_held", &held_bytes);
-    if (held && held_bytes == (uint64_t)c->n) memcpy(s->held, held, (size_t)c->n);
+    if (held) rc = ckpt_get(r, "pl_held", s->held, (uint64_t)c->n, e); /* checks the size */
     else memset(s->held, HELD_NONE, (size_t)c->n);
+    if (rc) return rc;
     for (int64_t i = 0; i < c->n; i++)
         if (!(s->m[i] > 0.0) || !isfinite(s->m[i]))
             return bz_fail(e, BZ_EFORMAT, "pl_mass", "checkpoint mass %lld is %g; masses must be positive",
