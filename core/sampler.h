@@ -57,8 +57,9 @@ struct smp_chain {
 /* The sampler of a method (never NULL for a valid method). */
 const smp_vtable *smp_lookup(sampler_method m);
 
-/* Create the chain for temperature index ti of the spec on backend b, initial weights from the
- * spec's init seed; call start (fresh) unless resuming. */
+/* Create the chain for temperature index ti of the spec on backend b (buffers allocated, RNGs
+ * seeded). Then either upload the initial weights (setup_initial_weights) into c->w and call
+ * smp_chain_start, or smp_chain_load a checkpoint. */
 int smp_chain_create(smp_chain *c, const bz_spec *s, be *b, int32_t ti, bz_err *e);
 int smp_chain_start(smp_chain *c, bz_err *e);
 void smp_chain_destroy(smp_chain *c);

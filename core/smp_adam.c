@@ -1,7 +1,10 @@
 /* smp_adam.c: the Adam baseline (ALGORITHM.md §6): minimisation of U_B (beta1 0.9, beta2 0.999,
  * eps 1e-8) with optional early stopping. With early stopping the job holds out
  * val_fraction of the training rows (setup_hold_out) and checks their loss at every record; after
- * `patience` records without a new best, the chain restores the best weights and stops. */
+ * `patience` records without a new best, the chain restores the best weights and stops. The
+ * record that triggers the stop is the chain's last (run_chain makes no further record at the same
+ * step), so its static observables are re-evaluated on the restored weights: the last record
+ * describes the weights the job ends with (its val_loss is the best one), not the discarded ones. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -48,6 +51,24 @@ static int adam_step(smp_chain *c, bz_err *e)
     return 0;
 }
 
+/* Overwrite r's static observables with those of the (restored) weights c->w; the test set is
+ * evaluated when the record already carries it. */
+static void describe_restored(smp_chain *c, obs_record *r)
+{
+    be *b = c->b;
+    pot_obs o;
+    b->ops->observe(b->ctx, c->w, !isnan(r->v[OBS_TEST_ERR]), &o);
+    r->v[OBS_U] = o.U;
+    r->v[OBS_LOSS] = o.loss;
+    r->v[OBS_W2] = o.w2;
+    r->v[OBS_TRAIN_ERR] = o.train_err;
+    r->v[OBS_TEST_ERR] = o.test_err;
+    r->v[OBS_TEST_LOSS] = o.test_loss;
+    r->v[OBS_VAL_ERR] = o.val_err;
+    r->v[OBS_VAL_LOSS] = o.val_loss;
+    r->v[OBS_MSD0] = b->ops->dist2(b->ctx, c->w, c->w0, c->n) / (double)c->n;
+}
+
 /* Early stopping bookkeeping on the record's validation loss. */
 static void adam_observe(smp_chain *c, obs_record *r)
 {
@@ -64,6 +85,7 @@ static void adam_observe(smp_chain *c, obs_record *r)
     if (++s->since_best >= c->sp->patience && !c->stop_early) {
         b->ops->copy(b->ctx, c->w, s->w_best, c->n);
         c->stop_early = true;
+        describe_restored(c, r);
     }
 }
 
