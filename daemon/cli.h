@@ -13,6 +13,7 @@ int cli_run(int argc, char **argv);
 int cli_summary(int argc, char **argv);
 int cli_msd(int argc, char **argv);
 int cli_samples(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 /* Print "boltzd: <msg> [field: <field>]" to stderr and return 1. */
 int cli_report(const bz_err *e);

@@ -14,6 +14,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"serve", cli_serve, "run the daemon: HTTP API and dashboard, job queue, workers"},
     {"check", cli_check, "validate a job spec and print it with every default filled in"},
     {"dataset", cli_dataset, "build a spec's data set and write it as .npy files"},
     {"init", cli_init, "write a spec's initial weights (flat layout) as .npy"},

@@ -1,0 +1,16 @@
+/* worker.h: the daemon's worker threads. Each claims the next queued job from the store, runs
+ * its chain to the end (resuming from its newest checkpoint after a restart), and writes
+ * observables (batched), samples and checkpoints; it honours cancel within one record interval
+ * and, at shutdown, checkpoints the chain and puts the job back in the queue. */
+#ifndef BZ_WORKER_H
+#define BZ_WORKER_H
+
+#include "daemon.h"
+
+typedef struct worker_pool worker_pool;
+
+int workers_start(bz_daemon *d, worker_pool **out, bz_err *e);
+/* Wait for every worker to finish its current chain (they stop when d->shutting_down is set). */
+void workers_join(worker_pool *p);
+
+#endif
