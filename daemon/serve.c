@@ -1,6 +1,7 @@
 /* serve.c: `boltzd serve`, the daemon: options and config file, the data-dir lock, the store and
  * its start-up recovery, worker threads, the HTTP API, and a clean stop on SIGTERM/SIGINT
  * (running chains are checkpointed and go back to the queue). */
+#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -243,6 +244,10 @@ int cli_serve(int argc, char **argv)
     if (requeued) fprintf(stderr, "boltzd: recovery: %lld interrupted job(s) back in the queue\n", (long long)requeued);
     d->hub = hub_new();
     d->n_workers = d->cfg.workers;
+    /* OpenBLAS threads spin while they wait: workers x BLAS threads must not exceed the cores. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int blas_threads = cores > d->n_workers ? (int)(cores / d->n_workers) : 1;
+    openblas_set_num_threads(blas_threads);
     d->started_ms = store_now_ms();
     describe_backends(d);
     api_server *api = NULL;
@@ -251,8 +256,10 @@ int cli_serve(int argc, char **argv)
     rc = api_start(d, &api, &port, &e);
     if (!rc) rc = workers_start(d, &pool, &e);
     if (!rc) {
-        fprintf(stderr, "boltzd %s: listening on http://%s:%d/ (dashboard; API under /api/v1), data dir %s, %d worker(s), backends %s\n",
-                BOLTZ_VERSION, d->cfg.listen_host, port, d->cfg.data_dir, d->n_workers, d->backends);
+        fprintf(stderr,
+                "boltzd %s: listening on http://%s:%d/ (dashboard; API under /api/v1), data dir %s, %d worker(s) x %d "
+                "BLAS thread(s), backends %s\n",
+                BOLTZ_VERSION, d->cfg.listen_host, port, d->cfg.data_dir, d->n_workers, blas_threads, d->backends);
         if (port_file) write_port_file(port_file, port);
         int sig = 0;
         sigwait(&sigs, &sig);
