@@ -9,6 +9,7 @@
  * (one thread per connection); while it waits it checks every second whether the client hung up,
  * so a vanished client frees its thread, socket and memory within about a second. */
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,11 +181,23 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
     return (ssize_t)n;
 }
 
+/* Streams whose response still exists; shutdown waits for them to end cleanly. */
+static atomic_int live_streams;
+
 static void sse_free(void *cls)
 {
     sse *s = cls;
     free(s->buf);
     free(s);
+    atomic_fetch_sub(&live_streams, 1);
+}
+
+void api_wait_streams(int timeout_ms)
+{
+    for (int waited = 0; atomic_load(&live_streams) > 0 && waited < timeout_ms; waited += 10) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* Resume point: Last-Event-ID header, else ?since=, else from the start. */
@@ -217,6 +230,7 @@ enum MHD_Result api_stream(api_req *r)
                .keepalive_ms = timeout_ms / 3 < SSE_KEEPALIVE_MS ? timeout_ms / 3 : SSE_KEEPALIVE_MS};
     if (s->keepalive_ms < SSE_SLICE_MS) s->keepalive_ms = SSE_SLICE_MS;
     put_str(s, "retry: 2000\n\n");
+    atomic_fetch_add(&live_streams, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, s, sse_free);
     if (!resp) {
         sse_free(s);

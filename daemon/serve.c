@@ -1,10 +1,12 @@
-/* serve.c: `boltzd serve`, the daemon: options and config file, the data-dir lock, the store and
- * its start-up recovery, worker threads, the HTTP API, and a clean stop on SIGTERM/SIGINT
- * (running chains are checkpointed and go back to the queue). */
+/* serve.c: `boltzd serve`, the daemon: options and config file (shared with the administration
+ * subcommands through daemon_config_load), the listen-address rule (non-loopback needs auth), the
+ * data-dir lock, the store and its start-up recovery, worker threads, the HTTP API, and a clean
+ * stop on SIGTERM/SIGINT (running chains are checkpointed and go back to the queue). */
 #include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "cli.h"
 #include "daemon.h"
 #include "jobfiles.h"
@@ -69,12 +72,50 @@ static int parse_int(const char *key, const char *v, long lo, long hi, long *out
     return 0;
 }
 
+static int parse_on_off(const char *key, const char *v, bool *out, bz_err *e)
+{
+    if (!strcmp(v, "on")) *out = true;
+    else if (!strcmp(v, "off")) *out = false;
+    else return bz_fail(e, BZ_EINVAL, key, "%s must be on or off (got '%s')", key, v);
+    return 0;
+}
+
+/* Key spelled with '-' (command line) or '_' (config file). */
+static bool key_is(const char *key, const char *name)
+{
+    for (; *key && *name; key++, name++)
+        if (*key != *name && !(*key == '-' && *name == '_')) return false;
+    return !*key && !*name;
+}
+
+/* Limits and quotas: integers, 0 = unlimited. Returns 1 when key is not one of them. */
+static int set_limit(bz_config *c, const char *key, const char *v, bz_err *e)
+{
+    static const struct { const char *name; size_t off; long hi; } limits[] = {
+        {"max_jobs_per_user", offsetof(bz_config, max_jobs_per_user), 1000000},
+        {"max_weights", offsetof(bz_config, max_weights), (long)BZ_LIMIT_PARAMS},
+        {"max_steps", offsetof(bz_config, max_steps), (long)BZ_LIMIT_STEPS},
+        {"max_job_disk_mb", offsetof(bz_config, max_job_disk_mb), 1L << 40},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        if (!key_is(key, limits[i].name)) continue;
+        long x;
+        int rc = parse_int(limits[i].name, v, 0, limits[i].hi, &x, e);
+        if (!rc) *(int64_t *)((char *)c + limits[i].off) = x;
+        return rc;
+    }
+    return 1;
+}
+
 /* One setting, from the command line (--key) or the config file (key = value). */
 static int set_option(bz_config *c, const char *key, const char *v, bz_err *e)
 {
     long x;
-    int rc = 0;
+    int rc = set_limit(c, key, v, e);
+    if (rc != 1) return rc;
+    rc = 0;
     if (!strcmp(key, "listen")) return parse_listen(c, v, e);
+    if (!strcmp(key, "auth")) return parse_on_off(key, v, &c->auth, e);
     if (!strcmp(key, "data-dir") || !strcmp(key, "data_dir")) snprintf(c->data_dir, sizeof c->data_dir, "%s", v);
     else if (!strcmp(key, "schema-dir") || !strcmp(key, "schema_dir")) snprintf(c->schema_dir, sizeof c->schema_dir, "%s", v);
     else if (!strcmp(key, "web-dir") || !strcmp(key, "web_dir")) snprintf(c->web_dir, sizeof c->web_dir, "%s", v);
@@ -91,6 +132,8 @@ static int set_option(bz_config *c, const char *key, const char *v, bz_err *e)
         if (!(rc = parse_int(key, v, 4, 100000, &x, e))) c->max_connections = (int)x;
     } else if (!strcmp(key, "connection-timeout") || !strcmp(key, "connection_timeout")) {
         if (!(rc = parse_int(key, v, 1, 86400, &x, e))) c->connection_timeout_s = (int)x;
+    } else if (key_is(key, "max_connections_per_ip")) {
+        if (!(rc = parse_int(key, v, 0, 100000, &x, e))) c->max_connections_per_ip = (int)x;
     } else return bz_fail(e, BZ_EINVAL, key, "unknown setting '%s'", key);
     return rc;
 }
@@ -168,7 +211,25 @@ static void describe_backends(bz_daemon *d)
 
 static const char *serve_usage =
     "boltzd serve [--config FILE] [--listen 127.0.0.1:8765] [--data-dir ./var] [--workers N]\n"
-    "             [--backend auto|cpu|cuda] [--devices 0,1] [--max-body BYTES] [--port-file FILE]";
+    "             [--backend auto|cpu|cuda] [--devices 0,1] [--max-body BYTES] [--port-file FILE]\n"
+    "             [--auth on|off] [--max-connections N] [--max-connections-per-ip N] [--connection-timeout S]\n"
+    "             [--max-jobs-per-user N] [--max-weights N] [--max-steps N] [--max-job-disk-mb MB]";
+
+/* Unset folders: the source tree's when this binary runs from a build, else the installed ones. */
+static void default_dirs(bz_config *c)
+{
+    if (!c->schema_dir[0]) pick_dir(c->schema_dir, sizeof c->schema_dir, BOLTZ_SOURCE_DIR "/schema", BOLTZ_SHARE_DIR "/schema");
+    if (!c->web_dir[0]) pick_dir(c->web_dir, sizeof c->web_dir, BOLTZ_SOURCE_DIR "/web", BOLTZ_SHARE_DIR "/web");
+}
+
+int daemon_config_load(bz_config *c, const char *config_path, const char *data_dir, bz_err *e)
+{
+    config_defaults(c);
+    int rc = config_path ? load_config(c, config_path, e) : 0;
+    if (!rc && data_dir) rc = set_option(c, "data-dir", data_dir, e);
+    if (!rc) default_dirs(c);
+    return rc;
+}
 
 /* Command-line options over the config file over the defaults. */
 static int parse_serve_args(int argc, char **argv, bz_config *c, const char **port_file, bz_err *e)
@@ -193,10 +254,8 @@ static int parse_serve_args(int argc, char **argv, bz_config *c, const char **po
         int rc = set_option(c, a + 2, v, e);
         if (rc) return rc;
     }
-    /* Unset folders: the source tree's when this binary runs from a build, else the installed ones. */
-    if (!c->schema_dir[0]) pick_dir(c->schema_dir, sizeof c->schema_dir, BOLTZ_SOURCE_DIR "/schema", BOLTZ_SHARE_DIR "/schema");
-    if (!c->web_dir[0]) pick_dir(c->web_dir, sizeof c->web_dir, BOLTZ_SOURCE_DIR "/web", BOLTZ_SHARE_DIR "/web");
-    return 0;
+    default_dirs(c);
+    return auth_check_listen(c, e);
 }
 
 static int write_port_file(const char *path, int port)
@@ -205,6 +264,23 @@ static int write_port_file(const char *path, int port)
     snprintf(text, sizeof text, "%d\n", port);
     bz_err e;
     return jf_write_atomic(path, text, &e);
+}
+
+/* One line on auth and the limits; a warning when auth is on and nobody could log in. */
+static void log_auth(bz_daemon *d)
+{
+    const bz_config *c = &d->cfg;
+    fprintf(stderr,
+            "boltzd: auth %s; limits: max_jobs_per_user %lld, max_weights %lld, max_steps %lld, max_job_disk_mb %lld "
+            "(0 = unlimited)\n",
+            c->auth ? "on (Bearer token on every API route but /health)" : "off", (long long)c->max_jobs_per_user,
+            (long long)c->max_weights, (long long)c->max_steps, (long long)c->max_job_disk_mb);
+    user_row *users = NULL;
+    int64_t n = 0;
+    bz_err e;
+    if (c->auth && store_user_list(d->st, &users, &n, &e) == 0 && n == 0)
+        fprintf(stderr, "boltzd: auth is on but there are no users: boltzd user add NAME, then boltzd token create NAME\n");
+    free(users);
 }
 
 int cli_serve(int argc, char **argv)
@@ -242,6 +318,7 @@ int cli_serve(int argc, char **argv)
         return cli_report(&e);
     }
     if (requeued) fprintf(stderr, "boltzd: recovery: %lld interrupted job(s) back in the queue\n", (long long)requeued);
+    log_auth(d);
     d->hub = hub_new();
     d->n_workers = d->cfg.workers;
     /* OpenBLAS threads spin while they wait: workers x BLAS threads must not exceed the cores. */
@@ -268,6 +345,7 @@ int cli_serve(int argc, char **argv)
     atomic_store(&d->shutting_down, true);
     hub_shutdown(d->hub);
     workers_join(pool);
+    api_wait_streams(3000);
     if (api) api_stop(api);
     store_close(d->st);
     hub_free(d->hub);
