@@ -69,8 +69,11 @@ int smp_chain_create(smp_chain *c, const bz_spec *s, be *b, int32_t ti, bz_err *
 int smp_chain_start(smp_chain *c, bz_err *e)
 {
     be *b = c->b;
+    double t0 = smp_now();
     b->ops->copy(b->ctx, c->w0, c->w, c->n);
-    return c->vt->start(c, e);
+    int rc = c->vt->start(c, e);
+    c->t_wall += smp_now() - t0; /* the start (pL: the first variance estimate) is sampling time too */
+    return rc;
 }
 
 void smp_chain_destroy(smp_chain *c)

@@ -40,6 +40,8 @@ typedef struct pl_state {
     unsigned char *held; /* host, n: HELD_* of the mass in force */
     float *p, *inv_m, *sig; /* backend, n */
     double last_zmax2; /* from the last step's guard reduction */
+    int64_t masses_at; /* completed steps when the masses were last set (a lagged z_max from
+                          before then is stale) */
     pl_counters k;
 } pl_state;
 
@@ -183,6 +185,35 @@ static void raise_to(pl_state *s, int64_t i, double lo, unsigned char why, unsig
  * below it; a dead unit's mass is 0 here, so it gets exactly the floor), the layer floor
  * (layer_floor x the layer's median mass), the stability floor h^2 (lambda/n + q_i)/kappa^2.
  * Marks raised components; sets n_floor and n_stab from the held marks. */
+/* Displacement floor (boltzd's addition to the three floors of ALGORITHM.md §5, counted with
+ * n_stab): m_i >= T h^2 / (max_disp^2 rms_l^2), so that a component's thermal step h sqrt(T/m_i)
+ * is at most max_disp times the RMS weight of its layer. Why: at a trained state (a pre-equilibrated
+ * start, or a re-init there) every s_i^2 and q_i is ~0, all masses sink to the stability floor
+ * h^2 lambda/(n kappa^2), and one step moves each weight by ~kappa sqrt(n T / lambda) -- 50 times
+ * the weights' own scale on a 13k-weight net at T = lambda = 1e-3 -- into regions where the
+ * curvature the floors never saw is huge: the chain blew up (U 1e-3 -> 1e6) in 10-100 steps.
+ * For a quadratic mode the thermal step relative to the mode's own spread is h omega (<= kappa
+ * by the stability floor, ~0.1 in practice) and a weight's spread is below its layer's RMS, so
+ * with max_disp = 0.2 the floor binds only when the masses have collapsed. Raising a mass only
+ * lowers r_i, so the sampled distribution is unchanged. */
+static void apply_displacement_floor(smp_chain *c, unsigned char *raised)
+{
+    pl_state *s = st(c);
+    const be_layout *L = &c->b->layout;
+    if (!(c->sp->max_disp > 0)) return;
+    c->b->ops->download(c->b->ctx, s->hostf, c->w, c->n);
+    const double h = c->sp->h, d2 = c->sp->max_disp * c->sp->max_disp;
+    for (int32_t g = 0; g < L->n_groups; g++) {
+        int64_t lo = L->off[g], hi = L->off[g + 1];
+        double sum = 0.0;
+        for (int64_t i = lo; i < hi; i++) sum += (double)s->hostf[i] * s->hostf[i];
+        double ms = hi > lo ? sum / (double)(hi - lo) : 0.0;
+        if (!(ms > 0)) continue;
+        const double floor_g = c->T * h * h / (d2 * ms);
+        for (int64_t i = lo; i < hi; i++) raise_to(s, i, floor_g, HELD_STAB, raised);
+    }
+}
+
 static void apply_floors(smp_chain *c, unsigned char *raised)
 {
     pl_state *s = st(c);
@@ -200,6 +231,7 @@ static void apply_floors(smp_chain *c, unsigned char *raised)
     const double h2k = c->sp->h * c->sp->h / (c->sp->kappa * c->sp->kappa);
     const double reg = L->lambda / (double)n;
     for (int64_t i = 0; i < n; i++) raise_to(s, i, h2k * (reg + s->q[i]), HELD_STAB, raised);
+    apply_displacement_floor(c, raised);
     int64_t n_floor = 0, n_stab = 0;
     for (int64_t i = 0; i < n; i++) {
         n_floor += s->held[i] == HELD_FLOOR;
@@ -359,15 +391,24 @@ static int pl_step(smp_chain *c, bz_err *e)
     b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
     b->ops->add_noise(b->ctx, s->p, cc, s->sig, 0.0f, n);   /* O */
     double zmax2;
-    b->ops->sq_stats(b->ctx, s->p, s->inv_m, n, NULL, &zmax2);
+    const int64_t done = c->step + 1;
+    int64_t of = done; /* the step whose z_max^2 this is */
+    if (b->ops->sq_max_lagged) /* device backends: a value a few steps old, no round trip */
+        of -= b->ops->sq_max_lagged(b->ctx, s->p, s->inv_m, n, &zmax2);
+    else
+        b->ops->sq_stats(b->ctx, s->p, s->inv_m, n, NULL, &zmax2);
+    if (of <= s->masses_at) zmax2 = 0.0; /* measured before the masses in force were set */
     zmax2 /= c->T;
     s->last_zmax2 = zmax2;
     if (!isfinite(zmax2))
         return bz_fail(e, BZ_EDIVERGED, NULL, "diverged at step %lld: the momenta are not finite; %s",
                        (long long)c->step + 1, smp_divergence_hint(SM_PL));
-    const int64_t done = c->step + 1;
-    if (c->sp->z_guard > 0 && zmax2 > c->sp->z_guard * c->sp->z_guard) return runaway_guard(c, e);
+    if (c->sp->z_guard > 0 && zmax2 > c->sp->z_guard * c->sp->z_guard) {
+        s->masses_at = done;
+        return runaway_guard(c, e);
+    }
     if (done % c->sp->update_every == 0) {
+        s->masses_at = done;
         if (rng_uniform(&c->rng) < c->sp->p_reinit) {
             s->k.n_reinit++;
             return full_init(c, e);
@@ -445,6 +486,7 @@ static int pl_load(smp_chain *c, ckpt_reader *r, bz_err *e)
             return bz_fail(e, BZ_EFORMAT, "pl_mass", "checkpoint mass %lld is %g; masses must be positive",
                            (long long)i, s->m[i]);
     upload_mass_and_noise(c);
+    s->masses_at = c->step;
     return 0;
 }
 

@@ -218,6 +218,8 @@ static const field sampler_fields[] = {
       .def = { 0.1 }, .lo = 0, .hi = 1 },
     { .key = "kappa", .type = F_REAL, .off = OFF(sampler.kappa), .variants = PL, .def = { 0.5 },
       REAL_POS },
+    { .key = "max_disp", .type = F_REAL, .off = OFF(sampler.max_disp), .variants = PL,
+      .def = { 0.2 }, .lo = 0, .hi = 1 },
     { .key = "z_guard", .type = F_CUSTOM, .variants = PL, .parse = parse_z_guard,
       .emit = emit_z_guard },
     /* hmc, mbhmc, naive_pl */

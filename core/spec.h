@@ -77,6 +77,7 @@ typedef struct sampler_spec {
     double mass_floor;           /* 0 = auto (1st percentile of positive masses) */
     double layer_floor;          /* 0.1 */
     double kappa;                /* 0.5 */
+    double max_disp;             /* 0.2: displacement floor (smp_pl.c), 0 = off */
     double z_guard;              /* 6; 0 = guard off (tests only) */
     /* hmc, mbhmc */
     int32_t leapfrog;            /* 20 */

@@ -266,6 +266,7 @@ static uint64_t spec_hash_of(const bz_spec *s)
 
 static int run_job(const bz_spec *s, const char *dir, int resume, int csv, int quiet)
 {
+    install_signals(); /* first: a signal during the data-set load must still stop cleanly */
     bz_err e;
     bz_err_clear(&e);
     uint64_t hash = spec_hash_of(s);
@@ -287,7 +288,6 @@ static int run_job(const bz_spec *s, const char *dir, int resume, int csv, int q
     if (!quiet)
         fprintf(stderr, "boltzd: %s, %s, %lld weights, P = %lld, %d chain(s) -> %s\n", note,
                 spec_method_name(s->sampler.method), (long long)a.n, (long long)d.n_train, (int)s->sampler.n_T, dir);
-    install_signals();
     int rc = 0;
     for (int32_t ti = 0; ti < s->sampler.n_T && !rc; ti++)
         rc = run_one_chain(s, &b, &a, ti, dir, hash, resume, csv, quiet, b.ops->name, &e);

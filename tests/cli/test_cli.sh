@@ -140,7 +140,10 @@ else bad "samples export"; fi
 # (wall-clock fields aside) with no gap or duplicate.
 "$BOLTZD" run "$tmp/run.json" --out "$tmp/cut" --quiet &
 pid=$!
-sleep 0.4
+for _ in $(seq 1 200); do # signal once the chain is running (a few records written)
+  [ "$(wc -l <"$tmp/cut/observables.ndjson" 2>/dev/null || echo 0)" -ge 3 ] && break
+  sleep 0.02
+done
 kill -TERM $pid
 wait $pid
 rc=$?

@@ -83,6 +83,8 @@ static void hchain_init(hchain *x, int64_t n, int32_t n_groups, uint64_t seed)
     sp->p_reinit = 0.0;
     sp->update_every = 10;
     sp->kappa = 2.0; /* stability floor 4 (q = B s2 here) vs m(r0) = 500 s2: out of the way */
+    sp->max_disp = 0.0; /* the ALGORITHM.md floors are checked exactly here; the displacement
+                           floor (boltzd's own) has its test at the end of this file */
     sp->seed = seed;
 }
 
@@ -727,5 +729,39 @@ Test(pl_control, guard_on_revived_unit_survives)
         double hw = STEP * sqrt(1.0 / rv.m[i]);
         cr_assert(hw < 2.0, "revived unit %d: h omega = %g, still unstable", i, hw);
         cr_assert(rv.r[i] <= 0.1 * (1 + 1e-12), "revived unit %d: r = %g above r_max", i, rv.r[i]);
+    }
+}
+
+/* ---- the displacement floor (boltzd's addition, smp_pl.c) ---- */
+
+/* Weights of RMS 0.01 and tiny noise (a "trained state"): m(r0) collapses, and the displacement
+ * floor puts those masses exactly at T h^2 / (max_disp^2 rms^2), so that the thermal step
+ * h sqrt(T/m) is max_disp x the layer's RMS weight; without it they stay collapsed. */
+Test(pl_control, displacement_floor_bounds_the_thermal_step)
+{
+    for (int on = 0; on <= 1; on++) {
+        hchain x;
+        hchain_init(&x, 1000, 2, 31);
+        for (int64_t i = 0; i < 1000; i++) x.h.s2[i] = 1e-10;
+        x.spec.sampler.max_disp = on ? 0.2 : 0.0;
+        bz_err e = {0};
+        cr_assert_eq(smp_chain_create(&x.c, &x.spec, &x.b, 0, &e), 0, "%s", e.msg);
+        float w[1000];
+        for (int i = 0; i < 1000; i++) w[i] = (i % 2 ? 0.01f : -0.01f);
+        x.b.ops->upload(x.b.ctx, x.c.w, w, 1000);
+        cr_assert_eq(smp_chain_start(&x.c, &e), 0, "%s", e.msg);
+        pl_view v = inspect(&x.c);
+        const double rms = (double)0.01f; /* the stored float32 value */
+        const double floor_m = TEMP * STEP * STEP / (0.2 * 0.2 * rms * rms);
+        for (int64_t i = 0; i < 1000; i++) {
+            if (on) {
+                cr_assert(fabs(v.m[i] - floor_m) < 1e-9 * floor_m, "m[%lld] = %g, floor %g", (long long)i, v.m[i], floor_m);
+                cr_assert(STEP * sqrt(TEMP / v.m[i]) <= 0.2 * rms * (1 + 1e-9));
+            } else { /* collapsed: the other floors hold it orders of magnitude lower */
+                cr_assert(v.m[i] < 1e-2 * floor_m, "m[%lld] = %g should be far below %g", (long long)i, v.m[i], floor_m);
+            }
+        }
+        if (on) cr_assert_eq(v.n_stab, 1000);
+        hchain_free(&x);
     }
 }
