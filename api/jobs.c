@@ -4,7 +4,12 @@
  * Sweeps: a spec whose sampler.T is a list of n_T > 1 temperatures becomes a parent row (T null,
  * the full spec) and one child per temperature (chain = index, its spec holding that single T).
  * Each child runs as chain 0 of its own spec, so to keep the chains independent child i gets
- * sampler.seed + 1000003 * i (mod 2^63, the range of a spec's seed); child 0 keeps the seed as given. */
+ * sampler.seed + 1000003 * i (mod 2^63, the range of a spec's seed); child 0 keeps the seed as given.
+ *
+ * Owners and limits: with auth on the owner is the token's user (X-Boltz-User is ignored) and only
+ * the owner or an admin may cancel or delete (403 "forbidden"); with auth off the owner comes from
+ * X-Boltz-User. A submission passes the config's limits (400 "limit", auth.c) and the per-user
+ * count of queued + running chains (429 "quota"), checked and inserted under one mutex. */
 #include <ftw.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "auth.h"
 #include "routes.h"
 #include "spec.h"
 #include "summary.h"
@@ -289,9 +295,18 @@ static json_t *job_json_full(api_server *srv, const job_row *j)
 
 /* ---------------------------------------------------------------- POST /jobs */
 
-/* X-Boltz-User (until auth exists): 1..63 of [A-Za-z0-9._@-]; "anonymous" when absent. */
+/* Submissions check the per-user count and insert under this lock, so two at once cannot both
+ * pass the last free slot (jobs are inserted only here). */
+static pthread_mutex_t submit_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* With auth on: the token's user. Off: X-Boltz-User, 1..63 of [A-Za-z0-9._@-]; "anonymous" when
+ * absent. */
 static bool owner_of(api_req *r, char *owner, size_t len)
 {
+    if (r->authed) {
+        snprintf(owner, len, "%s", r->user);
+        return true;
+    }
     const char *u = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Boltz-User");
     if (!u) u = "anonymous";
     size_t n = strlen(u);
@@ -364,6 +379,33 @@ static int insert_sweep(store *st, const bz_spec *sp, const char *owner, int32_t
     return rc;
 }
 
+/* A single job, or a sweep's parent and children; *j gets the (parent) row. */
+static int insert_job(store *st, const bz_spec *sp, const char *owner, int32_t prio, job_row *j, bz_err *e)
+{
+    if (sp->sampler.n_T > 1) return insert_sweep(st, sp, owner, prio, j, e);
+    int rc = row_from_spec(j, sp, owner, prio);
+    if (rc) return bz_fail(e, rc, NULL, "out of memory");
+    return store_job_insert(st, j, e);
+}
+
+/* The per-user count (max_jobs_per_user; *over_quota when passed) and the insert, under one lock.
+ * *j is zeroed first, so it can always be freed. */
+static int admit_and_insert(api_req *r, const bz_spec *sp, const char *owner, int32_t prio, job_row *j,
+                            bool *over_quota, bz_err *e)
+{
+    memset(j, 0, sizeof *j);
+    pthread_mutex_lock(&submit_mu);
+    int64_t active = 0;
+    int rc = r->d->cfg.max_jobs_per_user > 0 ? store_jobs_active(r->d->st, owner, &active, e) : 0;
+    if (!rc && quota_check_count(&r->d->cfg, owner, active, sp->sampler.n_T > 1 ? sp->sampler.n_T : 1, e)) {
+        *over_quota = true;
+        rc = BZ_ELIMIT;
+    }
+    if (!rc) rc = insert_job(r->d->st, sp, owner, prio, j, e);
+    pthread_mutex_unlock(&submit_mu);
+    return rc;
+}
+
 enum MHD_Result api_jobs_create(api_req *r)
 {
     char owner[OWNER_MAX + 1];
@@ -382,14 +424,17 @@ enum MHD_Result api_jobs_create(api_req *r)
         return api_error(r->conn, 400, rc == BZ_ELIMIT ? "limit" : "invalid_spec", e.field, "%s",
                          e.msg[0] ? e.msg : bz_strerror(rc));
     }
+    if ((rc = quota_check_spec(&r->d->cfg, sp, &e))) {
+        free(sp);
+        return api_error(r->conn, 400, "limit", e.field, "%s", e.msg);
+    }
     job_row j;
-    if (sp->sampler.n_T > 1) rc = insert_sweep(r->d->st, sp, owner, (int32_t)prio, &j, &e);
-    else if ((rc = row_from_spec(&j, sp, owner, (int32_t)prio))) bz_fail(&e, rc, NULL, "out of memory");
-    else rc = store_job_insert(r->d->st, &j, &e);
+    bool over_quota = false;
+    rc = admit_and_insert(r, sp, owner, (int32_t)prio, &j, &over_quota, &e);
     free(sp);
     if (rc) {
         job_row_free(&j);
-        return api_error_bz(r->conn, &e);
+        return over_quota ? api_error(r->conn, 429, "quota", NULL, "%s", e.msg) : api_error_bz(r->conn, &e);
     }
     hub_publish(r->d->hub);
     fprintf(stderr, "boltzd: api: job %lld submitted by %s (%s%s)\n", (long long)j.id, owner, j.method,
@@ -454,11 +499,24 @@ enum MHD_Result api_jobs_get(api_req *r)
 
 /* ---------------------------------------------------------------- cancel, delete */
 
+/* With auth on, only the job's owner or an admin may change it: false with the 403 queued. */
+static bool may_modify(api_req *r, const job_row *j, const char *what, enum MHD_Result *res)
+{
+    if (!r->authed || r->is_admin || !strcmp(j->owner, r->user)) return true;
+    *res = api_error(r->conn, 403, "forbidden", NULL, "job %lld belongs to %s; only its owner or an admin may %s it",
+                     (long long)j->id, j->owner, what);
+    return false;
+}
+
 enum MHD_Result api_jobs_cancel(api_req *r)
 {
     job_row j;
     enum MHD_Result res;
     if (!api_load_job(r, &j, &res)) return res;
+    if (!may_modify(r, &j, "cancel", &res)) {
+        job_row_free(&j);
+        return res;
+    }
     bz_err e = {0};
     job_status now;
     if (job_status_final(j.status)) {
@@ -470,7 +528,8 @@ enum MHD_Result api_jobs_cancel(api_req *r)
     job_row_free(&j);
     if (store_job_cancel(r->d->st, r->arg[0], &now, &e)) return api_error_bz(r->conn, &e);
     hub_publish(r->d->hub);
-    fprintf(stderr, "boltzd: api: job %lld cancel (%s)\n", (long long)r->arg[0], job_status_name(now));
+    fprintf(stderr, "boltzd: api: job %lld cancel (%s)%s%s\n", (long long)r->arg[0], job_status_name(now),
+            r->authed ? " by " : "", r->authed ? r->user : "");
     if (!api_load_job(r, &j, &res)) return res;
     json_t *o = job_json_full(r->srv, &j);
     job_row_free(&j);
@@ -498,6 +557,10 @@ enum MHD_Result api_jobs_delete(api_req *r)
     job_row j;
     enum MHD_Result res;
     if (!api_load_job(r, &j, &res)) return res;
+    if (!may_modify(r, &j, "delete", &res)) {
+        job_row_free(&j);
+        return res;
+    }
     int64_t kids[BZ_MAX_TEMPS * 4];
     int64_t nk = 0;
     if (is_parent(&j)) {
@@ -525,7 +588,8 @@ enum MHD_Result api_jobs_delete(api_req *r)
     remove_job_dir(r->d, r->arg[0]);
     cache_forget(r->srv->cache, r->arg[0]);
     hub_publish(r->d->hub);
-    fprintf(stderr, "boltzd: api: job %lld deleted\n", (long long)r->arg[0]);
+    fprintf(stderr, "boltzd: api: job %lld deleted%s%s\n", (long long)r->arg[0], r->authed ? " by " : "",
+            r->authed ? r->user : "");
     return api_json(r->conn, 200, json_pack("{s:I, s:b, s:I}", "id", (json_int_t)r->arg[0], "deleted", 1,
                                             "children_deleted", (json_int_t)nk));
 }

@@ -36,6 +36,11 @@ typedef struct api_req {
     size_t body_len;
     int64_t arg[3];
     char why[256];               /* set by api_query_* when a parameter is bad */
+    /* Set by the dispatcher when auth is on (server.c): the token's user and role. With auth off
+     * authed is false and handlers take the owner from X-Boltz-User. */
+    bool authed;
+    bool is_admin;
+    char user[64];
 } api_req;
 
 typedef enum MHD_Result (*api_handler)(api_req *r);

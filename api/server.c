@@ -1,7 +1,9 @@
 /* server.c: the HTTP server of `boltzd serve` on libmicrohttpd: daemon start/stop, request bodies
- * (capped at cfg.max_body: 413), the route table and its dispatch (unknown path 404, wrong method
- * 405 with Allow), the 503 while shutting down, and the reply helpers every handler uses: THE
- * error-reply function api_error and JSON replies.
+ * (capped at cfg.max_body: 413), connection limits (total, per client, idle timeout), the route
+ * table and its dispatch (unknown path 404, wrong method 405 with Allow), the 503 while shutting
+ * down, authentication (with auth on, every route but /health needs a Bearer token: 401 with
+ * WWW-Authenticate otherwise), and the reply helpers every handler uses: THE error-reply function
+ * api_error and JSON replies.
  *
  * Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION), so a handler or a content
  * reader may block (SSE waits on the hub); the store handle is shared and has its own mutex. */
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "routes.h"
 
 /* ---------------------------------------------------------------- replies */
@@ -211,6 +214,41 @@ static enum MHD_Result method_not_allowed(api_req *r, const char *allow)
     return api_queue(r->conn, 405, resp, "application/json");
 }
 
+/* 401 with WWW-Authenticate (RFC 6750); error="invalid_token" when a token was sent. */
+static enum MHD_Result unauthorized(api_req *r, bool sent, const char *msg)
+{
+    struct MHD_Response *resp = error_response(401, "unauthorized", "Authorization", msg);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                            sent ? "Bearer realm=\"boltzd\", error=\"invalid_token\"" : "Bearer realm=\"boltzd\"");
+    return api_queue(r->conn, 401, resp, "application/json");
+}
+
+/* Who sends the request. Auth off: nobody in particular (handlers fall back to X-Boltz-User).
+ * Auth on: the token's user, else false with the 401 (or 500) reply queued in *res. */
+static bool authenticate(api_req *r, enum MHD_Result *res)
+{
+    if (!r->d->cfg.auth) return true;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *token = auth_bearer(h);
+    if (!token) {
+        *res = unauthorized(r, false, h ? "the Authorization header must be 'Bearer TOKEN'"
+                                        : "this daemon requires a token: send 'Authorization: Bearer TOKEN' "
+                                          "(boltzd token create NAME makes one)");
+        return false;
+    }
+    auth_identity who;
+    bz_err e = {0};
+    int rc = auth_verify(r->d->st, token, &who, &e);
+    if (rc == BZ_EINVAL) *res = unauthorized(r, true, e.msg);
+    else if (rc) *res = api_error_bz(r->conn, &e);
+    if (rc) return false;
+    r->authed = true;
+    r->is_admin = who.is_admin;
+    snprintf(r->user, sizeof r->user, "%s", who.user);
+    return true;
+}
+
 /* Find the route for (method, url) and run it; 404/405/503 otherwise. Paths outside /api are
  * static files. HEAD is served as GET (MHD sends no body). */
 static enum MHD_Result dispatch(api_req *r)
@@ -228,6 +266,8 @@ static enum MHD_Result dispatch(api_req *r)
         }
         if (is_shutting_down(r->d) && routes[i].handler != api_health)
             return api_error(r->conn, 503, "shutting_down", NULL, "boltzd is shutting down; try again later");
+        enum MHD_Result res;
+        if (routes[i].handler != api_health && !authenticate(r, &res)) return res;
         memcpy(r->arg, args, sizeof args);
         return routes[i].handler(r);
     }
@@ -371,9 +411,11 @@ int api_start(bz_daemon *d, api_server **out, int *bound_port, bz_err *e)
     if (ipv6) flags |= MHD_USE_IPv6;
     unsigned max_conn = d->cfg.max_connections > 0 ? (unsigned)d->cfg.max_connections : 256;
     unsigned timeout = d->cfg.connection_timeout_s > 0 ? (unsigned)d->cfg.connection_timeout_s : 60;
+    unsigned per_ip = d->cfg.max_connections_per_ip > 0 ? (unsigned)d->cfg.max_connections_per_ip : 0; /* 0: none */
     s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_log, s,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, max_conn,
-                              MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                               MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!s->mhd) {
         int err = errno;

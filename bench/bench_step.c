@@ -4,7 +4,12 @@
  * Per rep: draw a fresh mini-batch index list (timed alone, the "draw" column, outside the step),
  * then time the step and the bare GEMMs back to back, alternating which goes first, so drift and
  * cache state hit both alike. Reports median and interquartile range over reps after warm-up.
- * Run through bench/step, which builds this, runs the PyTorch side and passes --torch-json. */
+ * Run through bench/step, which builds this, runs the PyTorch side and passes --torch-json.
+ *
+ * --backend cuda (a build with the CUDA backend, e.g. build-gpu/bench_step): step = one grad_batch
+ * of the CUDA backend (index upload, gather, forward, backward; a CUDA graph after two calls) and a
+ * sync, i.e. its latency; the second column is then the pipelined cost per gradient (CUDA_PIPE
+ * calls and one sync, divided by CUDA_PIPE), and GF/s the GEMM work at that rate. */
 #include <cblas.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -14,12 +19,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "nn.h"
 #include "rng.h"
+#ifdef BOLTZ_HAVE_CUDA
+#include "be_cuda.h"
+#endif
 
 #define P_EXAMPLES 4096
 #define N_CLASSES 10
 #define MAX_SIZES 3
+#define CUDA_PIPE 20 /* gradients per sync in the pipelined CUDA column */
 
 typedef struct size_def {
     const char *name;
@@ -38,6 +48,7 @@ typedef struct options {
     int reps;  /* 0: per-size default */
     int batch;
     bool json;
+    bool cuda; /* --backend cuda */
     bool use[MAX_SIZES];
     const char *torch_json;
 } options;
@@ -54,6 +65,9 @@ typedef struct bench_case {
     int32_t *y, *perm, *idx;
     bz_rng rng;
     int batch;
+    bool cuda;
+    be dev;            /* --backend cuda: the CUDA backend on (x, y) */
+    float *dw, *dg;    /* its weights and gradient buffers */
 } bench_case;
 
 typedef struct torch_row {
@@ -71,7 +85,7 @@ static double now_us(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_step [--threads N] [--reps N] [--sizes small,medium,large] [--batch B]\n"
-                    "                  [--json] [--torch-json FILE]\n");
+                    "                  [--json] [--torch-json FILE] [--backend cpu|cuda]\n");
     exit(2);
 }
 
@@ -121,8 +135,16 @@ static options parse_options(int argc, char **argv)
         else if (!strcmp(a, "--batch") && has_val) o.batch = positive_arg(argv[++i], a);
         else if (!strcmp(a, "--sizes") && has_val) parse_sizes(&o, argv[++i]);
         else if (!strcmp(a, "--torch-json") && has_val) o.torch_json = argv[++i];
+        else if (!strcmp(a, "--backend") && has_val && (!strcmp(argv[i + 1], "cpu") || !strcmp(argv[i + 1], "cuda")))
+            o.cuda = !strcmp(argv[++i], "cuda");
         else usage();
     }
+#ifndef BOLTZ_HAVE_CUDA
+    if (o.cuda) {
+        fprintf(stderr, "bench_step: built without the CUDA backend (configure with -DBOLTZ_CUDA=ON)\n");
+        exit(2);
+    }
+#endif
     if (o.batch > P_EXAMPLES) {
         fprintf(stderr, "bench_step: --batch must be <= %d\n", P_EXAMPLES);
         exit(2);
@@ -162,7 +184,39 @@ static void *xmalloc(size_t bytes)
     return p;
 }
 
-static void case_init(bench_case *c, const size_def *d, int batch)
+/* The CUDA backend on the case's data and weights (only in a build with CUDA). */
+static void case_open_cuda(bench_case *c)
+{
+#ifdef BOLTZ_HAVE_CUDA
+    bz_err e;
+    ds_data d = {.n_in = c->arch.N[0], .classes = N_CLASSES, .n_train = P_EXAMPLES, .x_train = c->x, .y_train = c->y};
+    if (be_cuda_network(&c->dev, &c->arch, &d, 0.0, c->batch, NULL, &e)) {
+        fprintf(stderr, "bench_step: %s\n", e.msg);
+        exit(1);
+    }
+    c->dw = c->dev.ops->alloc(c->dev.ctx, c->arch.n);
+    c->dg = c->dev.ops->alloc(c->dev.ctx, c->arch.n);
+    if (!c->dw || !c->dg) {
+        fprintf(stderr, "bench_step: out of device memory\n");
+        exit(1);
+    }
+    c->dev.ops->upload(c->dev.ctx, c->dw, c->w, c->arch.n);
+#else
+    (void)c;
+#endif
+}
+
+/* Waits for the device; a backend failure ends the run with its message. */
+static void cuda_sync(bench_case *c)
+{
+    bz_err e;
+    if (c->dev.ops->sync(c->dev.ctx, &e)) {
+        fprintf(stderr, "bench_step: %s\n", e.msg);
+        exit(1);
+    }
+}
+
+static void case_init(bench_case *c, const size_def *d, int batch, bool cuda)
 {
     bz_err e;
     if (nn_arch_init(&c->arch, d->sizes, 4, true, &e) || nn_work_init(&c->ws, &c->arch, batch, &e)) {
@@ -183,10 +237,18 @@ static void case_init(bench_case *c, const size_def *d, int batch)
         c->y[i] = (int32_t)rng_below(&c->rng, N_CLASSES);
         c->perm[i] = i;
     }
+    c->cuda = cuda;
+    memset(&c->dev, 0, sizeof c->dev);
+    if (cuda) case_open_cuda(c);
 }
 
 static void case_free(bench_case *c)
 {
+    if (c->dev.ops) {
+        c->dev.ops->release(c->dev.ctx, c->dw);
+        c->dev.ops->release(c->dev.ctx, c->dg);
+        be_destroy(&c->dev);
+    }
     nn_work_free(&c->ws);
     free(c->w);
     free(c->grad);
@@ -203,6 +265,11 @@ static void draw_batch(bench_case *c)
 
 static void run_step(bench_case *c)
 {
+    if (c->cuda) {
+        c->dev.ops->grad_batch(c->dev.ctx, c->dw, c->idx, c->batch, c->dg);
+        cuda_sync(c);
+        return;
+    }
     double loss;
     int64_t n_err;
     nn_loss_grad(&c->arch, &c->ws, c->w, c->x, c->y, c->idx, c->batch, 1.0f / (float)c->batch, false, c->grad,
@@ -214,6 +281,11 @@ static void run_step(bench_case *c)
  * (delta W). Needs one run_step before it so the scratch holds finite numbers. */
 static void run_bare_gemms(bench_case *c)
 {
+    if (c->cuda) { /* the device's pipelined cost instead (see the top) */
+        for (int k = 0; k < CUDA_PIPE; k++) c->dev.ops->grad_batch(c->dev.ctx, c->dw, c->idx, c->batch, c->dg);
+        cuda_sync(c);
+        return;
+    }
     const nn_arch *a = &c->arch;
     nn_work *ws = &c->ws;
     const int rows = c->batch;
@@ -266,6 +338,7 @@ static void one_rep(bench_case *c, int rep, double *t_draw, double *t_step, doub
         *t_gemm = time_once(run_bare_gemms, c);
         *t_step = time_once(run_step, c);
     }
+    if (c->cuda) *t_gemm /= CUDA_PIPE;
 }
 
 static size_result measure(bench_case *c, int reps)
@@ -308,6 +381,18 @@ static void load_torch(const char *path, torch_row *rows)
 
 static void print_header(const options *o, bool torch)
 {
+    if (o->cuda) {
+        printf("backend cuda; batch %d, P %d, data N(0,1), random labels; median [IQR] in us over reps\n", o->batch,
+               P_EXAMPLES);
+        printf("step = one grad_batch + sync (latency); pipelined = %d grad_batch calls and one sync, per call;\n"
+               "GF/s: the GEMM work at the pipelined rate; draw = the index list on the host (not in step)\n",
+               CUDA_PIPE);
+        printf("%-7s %9s %5s %19s %19s %6s %10s %7s", "size", "weights", "reps", "step us", "pipelined us", "GF/s",
+               "step/pipe", "draw");
+        if (torch) printf(" %19s %13s", "torch us", "torch/boltzd");
+        printf("\n");
+        return;
+    }
     printf("OpenBLAS core: %s (%s)\n", openblas_get_corename(), openblas_get_config());
     printf("threads %d, batch %d, P %d, data N(0,1), random labels; median [IQR] in us over reps\n",
            o->threads, o->batch, P_EXAMPLES);
@@ -350,7 +435,7 @@ static void print_json(const options *o, const size_def *d, const bench_case *c,
     if (t && t->have)
         printf(", \"torch_median_us\": %.3f, \"torch_iqr_us\": %.3f, \"torch_over_boltzd\": %.4f", t->median,
                t->iqr, t->median / r->step.median);
-    printf(", \"openblas_core\": \"%s\"}\n", openblas_get_corename());
+    printf(", \"backend\": \"%s\", \"openblas_core\": \"%s\"}\n", o->cuda ? "cuda" : "cpu", openblas_get_corename());
     fflush(stdout);
 }
 
@@ -364,7 +449,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < MAX_SIZES; i++) {
         if (!o.use[i]) continue;
         bench_case c;
-        case_init(&c, &SIZES[i], o.batch);
+        case_init(&c, &SIZES[i], o.batch, o.cuda);
         int reps = o.reps ? o.reps : SIZES[i].default_reps;
         size_result r = measure(&c, reps);
         const torch_row *t = o.torch_json ? &torch[i] : NULL;

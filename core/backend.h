@@ -76,6 +76,13 @@ typedef struct be_ops {
 
     /* non-zero when an earlier asynchronous call failed (device backends); message in e */
     int (*sync)(be_ctx *c, bz_err *e);
+
+    /* Optional (NULL: use sq_stats, as the CPU does). max_i x_i^2 v_i, queued on the device so a
+     * step needs no host round trip. Returns the lag L (fixed by the backend): *max receives the
+     * value queued L calls earlier on the same (x, v, count), 0 while there is none yet. The pL
+     * runaway guard reads z_max^2 this way on a GPU (ALGORITHM.md §5: "may be read back
+     * asynchronously a few steps late"). After a backend error: *max = NaN and L = 0. */
+    int (*sq_max_lagged)(be_ctx *c, const float *x, const float *v, int64_t count, double *max);
 } be_ops;
 
 typedef struct be {

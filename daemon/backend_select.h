@@ -9,7 +9,20 @@
 #include "backend.h"
 #include "spec.h"
 
+/* Open the backend the spec asks for on CUDA device `device` (ignored for the CPU). note gets
+ * one line for the log ("backend auto: CUDA device 0 (NVIDIA H100 80GB HBM3)", or the CPU and
+ * why). "cuda" without a device, or a job that does not fit the device's memory, fails with a
+ * message a person can act on; the spec's precision "tf32" turns on TF32 GEMMs on CUDA. */
+int backend_open_on(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, be *out, char *note,
+                    size_t note_len, bz_err *e);
+
+/* backend_open_on device 0 (the CLI's `boltzd run`). */
 int backend_open(const bz_spec *s, const nn_arch *a, const ds_data *d, be *out, char *note, size_t note_len,
                  bz_err *e);
+
+/* The CUDA device of worker `worker` (0-based) under the daemon's --devices list ("0,1": worker i
+ * gets the (i mod 2)-th entry); an empty list spreads workers over every device (i mod count, 0
+ * when there is none). Returns the device, or BZ_EINVAL with e naming the bad entry. */
+int backend_worker_device(const char *devices, int worker, bz_err *e);
 
 #endif

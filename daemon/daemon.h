@@ -32,6 +32,12 @@ typedef struct bz_config {
     int max_connections;          /* 256 */
     int connection_timeout_s;     /* idle timeout per connection, 60 */
     int obs_flush_ms;             /* how often a worker commits observables, 500 */
+    int max_connections_per_ip;   /* 0 = no per-client limit */
+    bool auth;                    /* auth = on|off: Bearer tokens on every API route but /health; off */
+    int64_t max_jobs_per_user;    /* queued + running chains per user (429); 0 = unlimited */
+    int64_t max_weights;          /* largest network, weights n (400); 0 = unlimited */
+    int64_t max_steps;            /* longest chain, sampler.steps (400); 0 = unlimited */
+    int64_t max_job_disk_mb;      /* estimated samples + checkpoints of one job, 10^6 bytes (400); 0 = unlimited */
 } bz_config;
 
 typedef struct bz_daemon {
@@ -45,6 +51,11 @@ typedef struct bz_daemon {
     char backends[64];            /* what this binary can run: "cpu" or "cpu,cuda" */
     char cuda_note[256];          /* devices found, or why none */
 } bz_daemon;
+
+/* The settings of serve and the administration subcommands (serve.c): defaults, then the config
+ * file (key = value, when config_path is non-NULL), then data_dir (when non-NULL); unset schema
+ * and web folders become the source tree's or the installed ones. Errors name the file, line, key. */
+int daemon_config_load(bz_config *c, const char *config_path, const char *data_dir, bz_err *e);
 
 /* Folder of a job's files: DATA_DIR/jobs/ID. */
 void daemon_job_dir(const bz_daemon *d, int64_t id, char *buf, size_t len);

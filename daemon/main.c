@@ -1,7 +1,9 @@
-/* main.c: the boltzd binary: a table of subcommands (dataset, init, eval, check, ...). */
+/* main.c: the boltzd binary: a table of subcommands (dataset, init, eval, check, serve, user,
+ * token, backup, ...). */
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "cli.h"
 #ifdef BOLTZ_HAVE_CUDA
 #include "gpu_probe.h"
@@ -23,6 +25,9 @@ static const command commands[] = {
     {"summary", cli_summary, "equilibrium summary of a chain folder (JSON)"},
     {"msd", cli_msd, "mean squared displacement against wall-clock lag, diffusion coefficient (JSON)"},
     {"samples", cli_samples, "export a chain's weight samples as .npy"},
+    {"user", cli_user, "add or list the daemon's users (user add NAME [--admin], user list)"},
+    {"token", cli_token, "API tokens: token create NAME (printed once), token list NAME, token revoke ID"},
+    {"backup", cli_backup, "online copy of the store and the job files into a new folder"},
 };
 
 static void usage(FILE *f)

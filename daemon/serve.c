@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "daemon.h"
 #include "jobfiles.h"
+#include "sdnotify.h"
 #include "worker.h"
 
 #ifdef BOLTZ_HAVE_CUDA
@@ -279,7 +280,8 @@ static void log_auth(bz_daemon *d)
     int64_t n = 0;
     bz_err e;
     if (c->auth && store_user_list(d->st, &users, &n, &e) == 0 && n == 0)
-        fprintf(stderr, "boltzd: auth is on but there are no users: boltzd user add NAME, then boltzd token create NAME\n");
+        fprintf(stderr,
+                "boltzd: auth is on but there are no users: boltzd user add NAME, then boltzd token create NAME\n");
     free(users);
 }
 
@@ -338,8 +340,13 @@ int cli_serve(int argc, char **argv)
                 "BLAS thread(s), backends %s\n",
                 BOLTZ_VERSION, d->cfg.listen_host, port, d->cfg.data_dir, d->n_workers, blas_threads, d->backends);
         if (port_file) write_port_file(port_file, port);
+        char ready[160];
+        snprintf(ready, sizeof ready, "READY=1\nSTATUS=listening on %s:%d, %d worker(s)", d->cfg.listen_host, port,
+                 d->n_workers);
+        bz_sd_notify(ready); /* systemd Type=notify; a no-op without $NOTIFY_SOCKET */
         int sig = 0;
         sigwait(&sigs, &sig);
+        bz_sd_notify("STOPPING=1\nSTATUS=stopping: checkpointing running chains");
         fprintf(stderr, "boltzd: signal %d: stopping; running chains are checkpointed and requeued\n", sig);
     }
     atomic_store(&d->shutting_down, true);

@@ -1,6 +1,7 @@
 /* store.c: boltzd's SQLite store (store.h, DESIGN.md "Storage"): open and migrate the database,
  * the job queue (insert, atomic claim, cancel, delete, recovery), observables, checkpoint and
- * sample rows.
+ * sample rows, users and API-token rows (auth.c hashes; only salts and hashes are stored), and an
+ * online backup of the whole database (SQLite backup API).
  *
  * Durability: WAL with synchronous=NORMAL. A transaction is in the WAL (the OS page cache) when
  * COMMIT returns, so killing the daemon (kill -9, a crash) loses nothing committed. Only an OS
@@ -43,6 +44,8 @@ enum stmt_id {
     ST_OBS_INSERT, ST_OBS_SELECT, ST_OBS_DELETE_AFTER, ST_OBS_LAST,
     ST_CKPT_NEXT, ST_CKPT_ADD, ST_CKPT_LIST, ST_CKPT_GET, ST_CKPT_REMOVE,
     ST_SAMPLES_SET, ST_SAMPLES_GET, ST_VERSION,
+    ST_USER_ADD, ST_USER_GET, ST_USER_LIST, ST_TOKEN_ADD, ST_TOKEN_GET, ST_TOKEN_LIST, ST_TOKEN_REVOKE,
+    ST_JOBS_ACTIVE, ST_CKPT_ALL,
     ST_COUNT
 };
 
@@ -103,6 +106,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " size = excluded.size, last_step = excluded.last_step",
     [ST_SAMPLES_GET] = "SELECT job_id, path, count, size, last_step FROM samples WHERE job_id = ?1",
     [ST_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+    [ST_USER_ADD] = "INSERT INTO users (name, is_admin, created_ms) VALUES (?1, ?2, ?3)",
+    [ST_USER_GET] = "SELECT id, name, is_admin, created_ms FROM users WHERE name = ?1",
+    [ST_USER_LIST] = "SELECT id, name, is_admin, created_ms FROM users ORDER BY id",
+    [ST_TOKEN_ADD] = "INSERT INTO tokens (id, user_id, salt, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_TOKEN_GET] = "SELECT t.id, t.user_id, t.salt, t.hash, t.created_ms, t.revoked_ms, u.name, u.is_admin"
+                     " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
+    [ST_TOKEN_LIST] = "SELECT t.id, t.user_id, t.salt, t.hash, t.created_ms, t.revoked_ms, u.name, u.is_admin"
+                      " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.user_id = ?1"
+                      " ORDER BY t.created_ms, t.id",
+    [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0",
+    [ST_JOBS_ACTIVE] = "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND n_children = 0"
+                       " AND status IN ('queued', 'running')",
+    [ST_CKPT_ALL] = "SELECT job_id, seq, step, path, size, checksum, created_ms FROM checkpoints ORDER BY job_id, seq",
 };
 
 struct store {
@@ -1319,5 +1335,314 @@ int store_samples_get(store *s, int64_t job, samples_row *out, bz_err *e)
         sqlite3_reset(q);
     }
     unlock(s);
+    return rc;
+}
+
+/* ---- users and API tokens ---- */
+
+/* Grow *buf (elements of size sz) to hold n + 1; BZ_ENOMEM names what was being listed. */
+static int grow(void **buf, int64_t n, int64_t *cap, size_t sz, const char *what, bz_err *e)
+{
+    if (n < *cap) return 0;
+    int64_t ncap = *cap ? *cap * 2 : 8;
+    void *t = realloc(*buf, sz * (size_t)ncap);
+    if (!t) return bz_fail(e, BZ_ENOMEM, NULL, "store: out of memory listing %s", what);
+    *buf = t;
+    *cap = ncap;
+    return 0;
+}
+
+static void read_user(sqlite3_stmt *q, user_row *u)
+{
+    memset(u, 0, sizeof *u);
+    u->id = sqlite3_column_int64(q, 0);
+    column_text(q, 1, u->name, sizeof u->name);
+    u->is_admin = sqlite3_column_int(q, 2) != 0;
+    u->created_ms = sqlite3_column_int64(q, 3);
+}
+
+/* A unique-constraint failure of the last statement (a taken name or id). */
+static bool is_unique_violation(store *s)
+{
+    int x = sqlite3_extended_errcode(s->db);
+    return x == SQLITE_CONSTRAINT_UNIQUE || x == SQLITE_CONSTRAINT_PRIMARYKEY;
+}
+
+int store_user_add(store *s, const char *name, bool is_admin, user_row *out, bz_err *e)
+{
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_USER_ADD, &q, e);
+    if (!rc) {
+        int64_t now = store_now_ms();
+        bind_text(q, 1, name);
+        sqlite3_bind_int(q, 2, is_admin ? 1 : 0);
+        sqlite3_bind_int64(q, 3, now);
+        int r = sqlite3_step(q);
+        if (r == SQLITE_DONE && out) {
+            memset(out, 0, sizeof *out);
+            out->id = sqlite3_last_insert_rowid(s->db);
+            snprintf(out->name, sizeof out->name, "%s", name);
+            out->is_admin = is_admin;
+            out->created_ms = now;
+        } else if (r != SQLITE_DONE) {
+            rc = is_unique_violation(s) ? bz_fail(e, BZ_ESTATE, NULL, "user '%s' already exists", name)
+                                        : fail_db(s, e, r, "add user");
+        }
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_user_get(store *s, const char *name, user_row *out, bz_err *e)
+{
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_USER_GET, &q, e);
+    if (!rc) {
+        bind_text(q, 1, name);
+        int r = sqlite3_step(q);
+        if (r == SQLITE_ROW) read_user(q, out);
+        else rc = r == SQLITE_DONE ? bz_fail(e, BZ_EINVAL, NULL, "no user '%s' (add one with boltzd user add)", name)
+                                   : fail_db(s, e, r, "get user");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_user_list(store *s, user_row **rows, int64_t *count, bz_err *e)
+{
+    *rows = NULL;
+    *count = 0;
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_USER_LIST, &q, e);
+    user_row *out = NULL;
+    int64_t n = 0, cap = 0;
+    if (!rc) {
+        int r;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW && !(rc = grow((void **)&out, n, &cap, sizeof *out, "users", e)))
+            read_user(q, &out[n++]);
+        if (!rc && r != SQLITE_DONE) rc = fail_db(s, e, r, "list users");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    *rows = out;
+    *count = n;
+    return 0;
+}
+
+/* A blob column into a fixed buffer (zero-filled when shorter). */
+static void column_blob(sqlite3_stmt *q, int i, uint8_t *buf, size_t len)
+{
+    memset(buf, 0, len);
+    const void *b = sqlite3_column_blob(q, i);
+    size_t n = (size_t)sqlite3_column_bytes(q, i);
+    if (b) memcpy(buf, b, n < len ? n : len);
+}
+
+static void read_token(sqlite3_stmt *q, token_row *t)
+{
+    memset(t, 0, sizeof *t);
+    t->id = sqlite3_column_int64(q, 0);
+    t->user_id = sqlite3_column_int64(q, 1);
+    column_blob(q, 2, t->salt, sizeof t->salt);
+    column_blob(q, 3, t->hash, sizeof t->hash);
+    t->created_ms = sqlite3_column_int64(q, 4);
+    t->revoked_ms = sqlite3_column_int64(q, 5);
+    column_text(q, 6, t->user, sizeof t->user);
+    t->is_admin = sqlite3_column_int(q, 7) != 0;
+}
+
+int store_token_add(store *s, token_row *t, bz_err *e)
+{
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_TOKEN_ADD, &q, e);
+    if (!rc) {
+        t->created_ms = store_now_ms();
+        t->revoked_ms = 0;
+        sqlite3_bind_int64(q, 1, t->id);
+        sqlite3_bind_int64(q, 2, t->user_id);
+        sqlite3_bind_blob(q, 3, t->salt, sizeof t->salt, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, 4, t->hash, sizeof t->hash, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 5, t->created_ms);
+        int r = sqlite3_step(q);
+        if (r != SQLITE_DONE)
+            rc = is_unique_violation(s) ? bz_fail(e, BZ_ESTATE, NULL, "token id %lld is taken", (long long)t->id)
+                                        : fail_db(s, e, r, "add token");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_token_get(store *s, int64_t id, token_row *out, bz_err *e)
+{
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_TOKEN_GET, &q, e);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, id);
+        int r = sqlite3_step(q);
+        if (r == SQLITE_ROW) read_token(q, out);
+        else rc = r == SQLITE_DONE ? bz_fail(e, BZ_EINVAL, NULL, "no token %lld", (long long)id)
+                                   : fail_db(s, e, r, "get token");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_token_list(store *s, int64_t user_id, token_row **rows, int64_t *count, bz_err *e)
+{
+    *rows = NULL;
+    *count = 0;
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_TOKEN_LIST, &q, e);
+    token_row *out = NULL;
+    int64_t n = 0, cap = 0;
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, user_id);
+        int r;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW && !(rc = grow((void **)&out, n, &cap, sizeof *out, "tokens", e)))
+            read_token(q, &out[n++]);
+        if (!rc && r != SQLITE_DONE) rc = fail_db(s, e, r, "list tokens");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    *rows = out;
+    *count = n;
+    return 0;
+}
+
+int store_token_revoke(store *s, int64_t id, bz_err *e)
+{
+    token_row t;
+    int rc = store_token_get(s, id, &t, e);
+    if (rc) return rc;
+    if (t.revoked_ms) return bz_fail(e, BZ_ESTATE, NULL, "token %lld is already revoked", (long long)id);
+    lock(s);
+    sqlite3_stmt *q;
+    int64_t n = 0;
+    rc = stmt(s, ST_TOKEN_REVOKE, &q, e);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, store_now_ms());
+        rc = exec_stmt(s, q, &n, "revoke token", e);
+    }
+    unlock(s);
+    if (!rc && n == 0) rc = bz_fail(e, BZ_ESTATE, NULL, "token %lld is already revoked", (long long)id);
+    return rc;
+}
+
+int store_jobs_active(store *s, const char *owner, int64_t *count, bz_err *e)
+{
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_JOBS_ACTIVE, &q, e);
+    if (!rc) {
+        bind_text(q, 1, owner);
+        int r = sqlite3_step(q);
+        if (r == SQLITE_ROW) *count = sqlite3_column_int64(q, 0);
+        else rc = fail_db(s, e, r, "count active jobs");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+int store_ckpt_all(store *s, ckpt_row **rows, int64_t *count, bz_err *e)
+{
+    *rows = NULL;
+    *count = 0;
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_CKPT_ALL, &q, e);
+    ckpt_row *out = NULL;
+    int64_t n = 0, cap = 0;
+    if (!rc) {
+        int r;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW &&
+               !(rc = grow((void **)&out, n, &cap, sizeof *out, "checkpoints", e)))
+            read_ckpt(q, &out[n++]);
+        if (!rc && r != SQLITE_DONE) rc = fail_db(s, e, r, "list checkpoints");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    *rows = out;
+    *count = n;
+    return 0;
+}
+
+/* ---- online backup ---- */
+
+#define BACKUP_TRIES 200  /* x 25 ms while another connection holds a lock */
+
+/* All pages in one step: one read transaction, so the copy is one consistent snapshot. */
+static int backup_pages(sqlite3 *dst, sqlite3 *src, const char *dest_path, bz_err *e)
+{
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (!b) return bz_fail(e, BZ_EIO, dest_path, "backup to %s: %s", dest_path, sqlite3_errmsg(dst));
+    int r = SQLITE_OK;
+    for (int i = 0; i < BACKUP_TRIES; i++) {
+        r = sqlite3_backup_step(b, -1);
+        if (r != SQLITE_BUSY && r != SQLITE_LOCKED) break;
+        sqlite3_sleep(25);
+    }
+    int fr = sqlite3_backup_finish(b);
+    if (r != SQLITE_DONE || fr != SQLITE_OK)
+        return bz_fail(e, BZ_EIO, dest_path, "backup to %s: %s", dest_path,
+                       r != SQLITE_DONE ? sqlite3_errstr(r) : sqlite3_errmsg(dst));
+    return 0;
+}
+
+/* The copy passes integrity_check. */
+static int backup_check_copy(sqlite3 *dst, const char *dest_path, bz_err *e)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(dst, "PRAGMA integrity_check", -1, &q, NULL) != SQLITE_OK)
+        return bz_fail(e, BZ_EIO, dest_path, "backup %s: integrity_check: %s", dest_path, sqlite3_errmsg(dst));
+    int r = sqlite3_step(q);
+    char res[400] = "";
+    if (r == SQLITE_ROW) column_text(q, 0, res, sizeof res);
+    sqlite3_finalize(q);
+    if (strcmp(res, "ok"))
+        return bz_fail(e, BZ_EFORMAT, dest_path, "backup %s fails integrity_check: %s", dest_path,
+                       res[0] ? res : sqlite3_errmsg(dst));
+    return 0;
+}
+
+int store_backup(store *s, const char *dest_path, bz_err *e)
+{
+    sqlite3 *dst = NULL;
+    int r = sqlite3_open_v2(dest_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (r != SQLITE_OK) {
+        int rc = bz_fail(e, BZ_EIO, dest_path, "backup: cannot create %s: %s", dest_path,
+                         dst ? sqlite3_errmsg(dst) : sqlite3_errstr(r));
+        sqlite3_close(dst);
+        return rc;
+    }
+    sqlite3_busy_timeout(dst, BUSY_TIMEOUT_MS);
+    lock(s);
+    int rc = backup_pages(dst, s->db, dest_path, e);
+    unlock(s);
+    if (!rc) rc = backup_check_copy(dst, dest_path, e);
+    sqlite3_close(dst);
     return rc;
 }

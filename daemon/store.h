@@ -1,4 +1,5 @@
-/* store.h: boltzd's SQLite store (DESIGN.md "Storage"): jobs, observables, checkpoints, samples.
+/* store.h: boltzd's SQLite store (DESIGN.md "Storage"): jobs, observables, checkpoints, samples,
+ * users and API tokens, online backup.
  *
  * The database lives at DATA_DIR/boltzd.db in WAL mode with busy_timeout and foreign keys;
  * migrations schema/NNN_name.sql are applied in order at open and recorded in schema_version.
@@ -120,6 +121,50 @@ typedef struct samples_row {
 int store_samples_set(store *s, const samples_row *r, bz_err *e);
 /* BZ_EINVAL when the job has no samples. */
 int store_samples_get(store *s, int64_t job, samples_row *out, bz_err *e);
+
+/* ---- users and API tokens (daemon/auth.c makes and checks tokens; no clear token is stored) ---- */
+
+typedef struct user_row {
+    int64_t id;
+    char name[64];
+    bool is_admin;
+    int64_t created_ms;
+} user_row;
+
+/* BZ_ESTATE when the name is taken. out may be NULL. */
+int store_user_add(store *s, const char *name, bool is_admin, user_row *out, bz_err *e);
+/* BZ_EINVAL "no user 'NAME'" when absent. */
+int store_user_get(store *s, const char *name, user_row *out, bz_err *e);
+/* Oldest first; *rows malloc'ed. */
+int store_user_list(store *s, user_row **rows, int64_t *count, bz_err *e);
+
+typedef struct token_row {
+    int64_t id;               /* chosen by the caller: the token's lookup key (auth.h) */
+    int64_t user_id;
+    uint8_t salt[16];
+    uint8_t hash[32];         /* SHA-256(salt || token) */
+    int64_t created_ms, revoked_ms; /* revoked_ms 0: valid */
+    char user[64];            /* the owner's name and role (filled by get/list) */
+    bool is_admin;
+} token_row;
+
+/* Insert t with its given id (created_ms set to now); BZ_ESTATE when the id is taken. */
+int store_token_add(store *s, token_row *t, bz_err *e);
+/* BZ_EINVAL "no token N" when absent. */
+int store_token_get(store *s, int64_t id, token_row *out, bz_err *e);
+/* A user's tokens, oldest first; *rows malloc'ed. */
+int store_token_list(store *s, int64_t user_id, token_row **rows, int64_t *count, bz_err *e);
+/* BZ_EINVAL when absent, BZ_ESTATE when already revoked. */
+int store_token_revoke(store *s, int64_t id, bz_err *e);
+
+/* Queued and running chains of an owner (sweep parents not counted, their children are). */
+int store_jobs_active(store *s, const char *owner, int64_t *count, bz_err *e);
+/* Every checkpoint row, by job then seq; *rows malloc'ed. */
+int store_ckpt_all(store *s, ckpt_row **rows, int64_t *count, bz_err *e);
+
+/* Online backup (SQLite backup API, one read transaction: a consistent snapshot while others
+ * write) into a new database file dest_path, then checked with integrity_check. */
+int store_backup(store *s, const char *dest_path, bz_err *e);
 
 /* Unix time in ms. */
 int64_t store_now_ms(void);
