@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include "routes.h"
+#ifdef BOLTZ_HAVE_CUDA
+#include "gpu_probe.h"
+#endif
 
 static double uptime_s(bz_daemon *d)
 {
@@ -21,6 +24,20 @@ static json_t *devices_json(bz_daemon *d)
     if (strstr(d->backends, "cuda") || d->cuda_note[0])
         json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "backend", "cuda", "note", d->cuda_note, "available",
                                              strstr(d->backends, "cuda") != NULL));
+#ifdef BOLTZ_HAVE_CUDA
+    /* One entry per CUDA device: index, name, compute capability, memory total/free (MiB). */
+    char buf[8192];
+    if (gpu_describe_devices(buf, sizeof buf) > 0) {
+        json_t *gpus = json_loads(buf, 0, NULL);
+        size_t i;
+        json_t *g;
+        json_array_foreach(gpus, i, g) {
+            json_object_set_new(g, "backend", json_string("cuda"));
+            json_array_append(arr, g);
+        }
+        json_decref(gpus);
+    }
+#endif
     return arr;
 }
 

@@ -9,6 +9,10 @@ static bool due(int64_t step, int64_t every) { return every > 0 && step % every 
 
 static int emit_record(smp_chain *c, const run_sink *s, const noise_diag *nd, obs_record *r, bz_err *e)
 {
+    /* A device backend's asynchronous failure surfaces here with its own message (its value
+     * calls return NaN afterwards, which would otherwise read as a divergence). */
+    int rs = c->b->ops->sync(c->b->ctx, e);
+    if (rs) return rs;
     int rc = smp_chain_observe(c, c->spec->record.test, r, e);
     if (nd) noise_diag_fill(c, r);
     /* The record goes out even when it shows the divergence: nothing before it is lost and the
@@ -67,6 +71,12 @@ int run_chain(smp_chain *c, const run_sink *s, bz_err *e)
         }
         rc = smp_chain_step(c, e);
         if (rc) {
+            bz_err be;
+            if (c->b->ops->sync(c->b->ctx, &be)) { /* the device's error, not its NaN */
+                *e = be;
+                rc = be.code;
+                goto out;
+            }
             obs_record last;
             bz_err ignore;
             emit_record(c, s, nd, &last, &ignore); /* the state at the failure, for the record */

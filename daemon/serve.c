@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backend_select.h"
 #include "auth.h"
 #include "cli.h"
 #include "daemon.h"
@@ -308,6 +309,7 @@ int cli_serve(int argc, char **argv)
     int lock_fd = -1;
     char db[1200];
     snprintf(db, sizeof db, "%s/boltzd.db", d->cfg.data_dir);
+    if (!rc && backend_worker_device(d->cfg.devices, 0, &e) < 0) rc = e.code; /* a bad --devices list */
     if (!rc) rc = jf_mkdirs(d->cfg.data_dir, &e);
     if (!rc) rc = lock_data_dir(d->cfg.data_dir, &lock_fd, &e);
     if (!rc) rc = store_open(&d->st, db, d->cfg.schema_dir, &e);

@@ -248,7 +248,9 @@ static int run_job(job_run *r, bz_err *e)
     be b;
     memset(&b, 0, sizeof b);
     char note[512];
-    if (!rc) rc = backend_open(&r->spec, &arch, &data, &b, note, sizeof note, e);
+    int dev = rc ? 0 : backend_worker_device(r->d->cfg.devices, r->w, e); /* --devices: worker -> GPU */
+    if (!rc && dev < 0) rc = dev;
+    if (!rc) rc = backend_open_on(&r->spec, &arch, &data, dev, &b, note, sizeof note, e);
     if (!rc) {
         log_line("job %lld on worker %d: %s, %s T=%g, %lld weights", (long long)r->job.id, r->w, note,
                  spec_method_name(r->spec.sampler.method), r->spec.sampler.T[0], (long long)arch.n);
