@@ -117,21 +117,26 @@ const char *smp_divergence_hint(sampler_method m)
     }
 }
 
-int smp_chain_observe(smp_chain *c, bool with_test, obs_record *r, bz_err *e)
+void smp_fill_static(smp_chain *c, bool with_test, obs_record *r, pot_obs *o)
 {
     be *b = c->b;
+    b->ops->observe(b->ctx, c->w, with_test && b->layout.has_test, o);
+    r->v[OBS_U] = o->U;
+    r->v[OBS_LOSS] = o->loss;
+    r->v[OBS_W2] = o->w2;
+    r->v[OBS_TRAIN_ERR] = o->train_err;
+    r->v[OBS_TEST_ERR] = o->test_err;
+    r->v[OBS_TEST_LOSS] = o->test_loss;
+    r->v[OBS_VAL_ERR] = o->val_err;
+    r->v[OBS_VAL_LOSS] = o->val_loss;
+    r->v[OBS_MSD0] = b->ops->dist2(b->ctx, c->w, c->w0, c->n) / (double)c->n;
+}
+
+int smp_chain_observe(smp_chain *c, bool with_test, obs_record *r, bz_err *e)
+{
     obs_clear(r, c->step, c->t_wall, c->T, c->index);
     pot_obs o;
-    b->ops->observe(b->ctx, c->w, with_test && b->layout.has_test, &o);
-    r->v[OBS_U] = o.U;
-    r->v[OBS_LOSS] = o.loss;
-    r->v[OBS_W2] = o.w2;
-    r->v[OBS_TRAIN_ERR] = o.train_err;
-    r->v[OBS_TEST_ERR] = o.test_err;
-    r->v[OBS_TEST_LOSS] = o.test_loss;
-    r->v[OBS_VAL_ERR] = o.val_err;
-    r->v[OBS_VAL_LOSS] = o.val_loss;
-    r->v[OBS_MSD0] = b->ops->dist2(b->ctx, c->w, c->w0, c->n) / (double)c->n;
+    smp_fill_static(c, with_test, r, &o);
     c->vt->observe(c, r);
     const char *bad = !isfinite(o.U) ? "U" : !isfinite(o.w2) ? "w" : NULL;
     if (!bad && (isnan(r->v[OBS_KIN_T]) ? false : !isfinite(r->v[OBS_KIN_T]))) bad = "p";

@@ -75,6 +75,10 @@ int smp_chain_step(smp_chain *c, bz_err *e);
  * BZ_EDIVERGED with a message saying where and what to change when U, w2 or kin_T is not finite. */
 int smp_chain_observe(smp_chain *c, bool with_test, obs_record *r, bz_err *e);
 
+/* The static observables of the current w (U, loss, w2, errors, test/val, msd0) into r; o gets
+ * the backend's values. Used by smp_chain_observe and by samplers that change w at a record. */
+void smp_fill_static(smp_chain *c, bool with_test, obs_record *r, pot_obs *o);
+
 /* The advice for a diverged chain of this method ("lower h or r0", ...). */
 const char *smp_divergence_hint(sampler_method m);
 

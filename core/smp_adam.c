@@ -55,18 +55,8 @@ static int adam_step(smp_chain *c, bz_err *e)
  * evaluated when the record already carries it. */
 static void describe_restored(smp_chain *c, obs_record *r)
 {
-    be *b = c->b;
     pot_obs o;
-    b->ops->observe(b->ctx, c->w, !isnan(r->v[OBS_TEST_ERR]), &o);
-    r->v[OBS_U] = o.U;
-    r->v[OBS_LOSS] = o.loss;
-    r->v[OBS_W2] = o.w2;
-    r->v[OBS_TRAIN_ERR] = o.train_err;
-    r->v[OBS_TEST_ERR] = o.test_err;
-    r->v[OBS_TEST_LOSS] = o.test_loss;
-    r->v[OBS_VAL_ERR] = o.val_err;
-    r->v[OBS_VAL_LOSS] = o.val_loss;
-    r->v[OBS_MSD0] = b->ops->dist2(b->ctx, c->w, c->w0, c->n) / (double)c->n;
+    smp_fill_static(c, !isnan(r->v[OBS_TEST_ERR]), r, &o);
 }
 
 /* Early stopping bookkeeping on the record's validation loss. */
