@@ -65,6 +65,7 @@ struct ckpt_writer {
     uLong crc_sections;       /* CRC-32 of everything after the header */
     uint64_t len_sections;
     int io_errno;             /* first write error (errno), 0 while all is well */
+    char prefix[8];           /* prepended to every tag (ckpt_writer_prefix), "" by default */
 };
 
 typedef struct ckpt_section {
@@ -79,6 +80,7 @@ struct ckpt_reader {
     char *path;
     uint32_t n;
     ckpt_section *sec;
+    char prefix[8];           /* prepended to every tag looked up (ckpt_reader_prefix) */
 };
 
 /* ---- little-endian encoding, byte by byte ---- */
@@ -294,6 +296,11 @@ int ckpt_put(ckpt_writer *w, const char *tag, const void *data, uint64_t bytes, 
     if (!data && bytes) return ckpt_fail(e, BZ_EINVAL, w->path, "section '%s': no data for %" PRIu64 " bytes",
                                          tag ? tag : "", bytes);
     if (w->io_errno) return io_fail(e, w, "an earlier write failed on", w->io_errno);
+    char full[2 * CKPT_TAG_LEN];
+    if (w->prefix[0] && tag) {
+        snprintf(full, sizeof full, "%s%s", w->prefix, tag);
+        tag = full;
+    }
     int rc = writer_check_tag(w, tag, e);
     if (rc) return rc;
     rc = writer_remember_tag(w, tag, e);
@@ -553,6 +560,11 @@ int ckpt_read_open(ckpt_reader **out, const char *path, ckpt_header *h, bz_err *
 const void *ckpt_find(const ckpt_reader *r, const char *tag, uint64_t *bytes)
 {
     if (!r || !tag) return NULL;
+    char full[2 * CKPT_TAG_LEN];
+    if (r->prefix[0]) {
+        snprintf(full, sizeof full, "%s%s", r->prefix, tag);
+        tag = full;
+    }
     const ckpt_section *s = reader_lookup(r, tag, r->n);
     if (!s) return NULL;
     if (bytes) *bytes = s->bytes;
@@ -574,6 +586,19 @@ int ckpt_get(ckpt_reader *r, const char *tag, void *data, uint64_t bytes, bz_err
     }
     return 0;
 }
+
+static int set_prefix(char *dst, const char *prefix, bz_err *e)
+{
+    size_t len = prefix ? strlen(prefix) : 0;
+    if (len >= 8) return bz_fail(e, BZ_EINVAL, NULL, "checkpoint tag prefix '%s' is longer than 7 characters", prefix);
+    memcpy(dst, prefix ? prefix : "", len);
+    dst[len] = 0;
+    return 0;
+}
+
+int ckpt_writer_prefix(ckpt_writer *w, const char *prefix, bz_err *e) { return set_prefix(w->prefix, prefix, e); }
+
+int ckpt_reader_prefix(ckpt_reader *r, const char *prefix, bz_err *e) { return set_prefix(r->prefix, prefix, e); }
 
 void ckpt_read_close(ckpt_reader *r)
 {

@@ -49,6 +49,12 @@ int ckpt_get(ckpt_reader *r, const char *tag, void *data, uint64_t bytes, bz_err
 const void *ckpt_find(const ckpt_reader *r, const char *tag, uint64_t *bytes);
 void ckpt_read_close(ckpt_reader *r);
 
+/* Prefix (at most 7 characters, "" for none) put before every tag that ckpt_put writes, or that
+ * ckpt_get / ckpt_find look up, from now on: several chains share one file as "c0/w", "c1/w", ...
+ * (multichain.c). The whole tag, prefix included, must fit CKPT_TAG_LEN - 1 characters. */
+int ckpt_writer_prefix(ckpt_writer *w, const char *prefix, bz_err *e);
+int ckpt_reader_prefix(ckpt_reader *r, const char *prefix, bz_err *e);
+
 /* 64-bit FNV-1a of a byte string (spec hashes). */
 uint64_t ckpt_hash64(const void *data, size_t len);
 

@@ -12,6 +12,7 @@ const char *const obs_names[OBS_COUNT] = {
     "n_raise", "n_reinit", "n_guard", "n_floor", "n_stab", "var_cost", "var_batches",
     "acc_rate", "dH",
     "noise_ks_frac", "noise_corr", "noise_acf1",
+    "ex_acc", "replica", "round_trips",
 };
 
 void obs_clear(obs_record *r, int64_t step, double t_wall, double T, int32_t chain)

@@ -229,14 +229,26 @@ static int load_common(smp_chain *c, ckpt_reader *r, bz_err *e)
     return 0;
 }
 
+int smp_chain_put_sections(smp_chain *c, ckpt_writer *w, bz_err *e)
+{
+    int rc = save_common(c, w, e);
+    return rc ? rc : c->vt->save(c, w, e);
+}
+
+int smp_chain_get_sections(smp_chain *c, ckpt_reader *r, bz_err *e)
+{
+    int rc = c->state ? 0 : c->vt->alloc(c, e);
+    if (!rc) rc = load_common(c, r, e);
+    return rc ? rc : c->vt->load(c, r, e);
+}
+
 int smp_chain_save(smp_chain *c, const char *path, uint64_t spec_hash, bz_err *e)
 {
     ckpt_header h = {CKPT_VERSION, (uint64_t)c->n, spec_hash, (int32_t)c->sp->method, c->index, c->step};
     ckpt_writer *w;
     int rc = ckpt_write_open(&w, path, &h, e);
     if (rc) return rc;
-    rc = save_common(c, w, e);
-    if (!rc) rc = c->vt->save(c, w, e);
+    rc = smp_chain_put_sections(c, w, e);
     if (rc) {
         ckpt_write_abort(w);
         return rc;
@@ -258,9 +270,7 @@ int smp_chain_load(smp_chain *c, const char *path, uint64_t spec_hash, bz_err *e
                      (long long)c->n, spec_method_name(c->sp->method), (int)c->index);
     else if (h.spec_hash != spec_hash)
         rc = bz_fail(e, BZ_EFORMAT, path, "%s was written for a different job spec (spec hash differs)", path);
-    if (!rc && !c->state) rc = c->vt->alloc(c, e);
-    if (!rc) rc = load_common(c, r, e);
-    if (!rc) rc = c->vt->load(c, r, e);
+    if (!rc) rc = smp_chain_get_sections(c, r, e);
     ckpt_read_close(r);
     return rc;
 }

@@ -31,6 +31,11 @@ typedef struct smp_vtable {
     int (*save)(smp_chain *c, ckpt_writer *w, bz_err *e);
     int (*load)(smp_chain *c, ckpt_reader *r, bz_err *e);
     void (*destroy)(smp_chain *c);
+    /* Replica exchange (multichain.c), optional: a and b have just swapped their configurations
+     * (w, w0, g: done by the caller); swap the rest of the state that belongs to a configuration,
+     * not to a temperature, and re-thermalise each chain at its own T. NULL: the sampler keeps no
+     * such state (sgld). Methods that do not support exchange are refused by the spec. */
+    int (*swap)(smp_chain *a, smp_chain *b, bz_err *e);
 } smp_vtable;
 
 struct smp_chain {
@@ -85,6 +90,12 @@ const char *smp_divergence_hint(sampler_method m);
 /* Checkpoint: header, chain sections and the sampler's sections. */
 int smp_chain_save(smp_chain *c, const char *path, uint64_t spec_hash, bz_err *e);
 int smp_chain_load(smp_chain *c, const char *path, uint64_t spec_hash, bz_err *e);
+
+/* The chain's sections (common and the sampler's) into an open writer, or from an open reader
+ * (after checking nothing: the caller checks the header). Several chains share one file through
+ * ckpt_writer_prefix / ckpt_reader_prefix (multichain.c). */
+int smp_chain_put_sections(smp_chain *c, ckpt_writer *w, bz_err *e);
+int smp_chain_get_sections(smp_chain *c, ckpt_reader *r, bz_err *e);
 
 /* Helpers for samplers: a backend buffer to/from a checkpoint section (via host memory). */
 int smp_put_buffer(smp_chain *c, ckpt_writer *w, const char *tag, const float *buf, int64_t count, bz_err *e);

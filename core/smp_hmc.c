@@ -165,5 +165,18 @@ static void hmc_destroy(smp_chain *c)
     c->state = NULL;
 }
 
-const smp_vtable smp_hmc = {SM_HMC, hmc_start, hmc_alloc, hmc_step, hmc_observe, hmc_save, hmc_load, hmc_destroy};
-const smp_vtable smp_mbhmc = {SM_MBHMC, hmc_start, hmc_alloc, hmc_step, hmc_observe, hmc_save, hmc_load, hmc_destroy};
+/* Replica exchange: w, w0 and g moved with the configuration; so does its full-set U. Momenta are
+ * drawn afresh at the start of every trajectory, at the chain's own T, so nothing else moves. */
+static int hmc_swap(smp_chain *a, smp_chain *b, bz_err *e)
+{
+    (void)e;
+    double U = st(a)->U;
+    st(a)->U = st(b)->U;
+    st(b)->U = U;
+    return 0;
+}
+
+const smp_vtable smp_hmc = {SM_HMC, hmc_start, hmc_alloc, hmc_step, hmc_observe, hmc_save, hmc_load, hmc_destroy,
+                            hmc_swap};
+const smp_vtable smp_mbhmc = {SM_MBHMC, hmc_start, hmc_alloc, hmc_step, hmc_observe, hmc_save, hmc_load, hmc_destroy,
+                              NULL /* exchange: hmc, pl and sgld only */};

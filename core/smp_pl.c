@@ -508,7 +508,45 @@ static void pl_destroy(smp_chain *c)
     c->state = NULL;
 }
 
-const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, pl_step, pl_observe, pl_save, pl_load, pl_destroy};
+/* Replica exchange: chains a and b have swapped w, w0 and g. What else belongs to the
+ * configuration: the variance estimate s_i^2 and the curvature proxy q_i (both functions of w
+ * alone, not of T), the masses and which floor holds them. The masses follow the configuration,
+ * rescaled by T_old / T_new: since m_i(r) = A s_i^2 / r with A proportional to 1/T, this keeps
+ * every r_i exactly as it was, i.e. gives the masses the ratio control would set at the new T for
+ * the same ratios, without a fresh variance estimate (a full pass over the data) per accepted
+ * swap. Re-deriving them at the next update instead would leave a configuration that moved to a
+ * lower T with r_i up to T_old / T_new times r_max until then. The floors are applied again (the
+ * stability floor does not scale with T, so a configuration moving up in T may be held up by it;
+ * raising a mass only lowers r_i) and every momentum is redrawn from N(0, m_i T_new). */
+static void rescale_and_rethermalise(smp_chain *c, double T_old)
+{
+    pl_state *s = st(c);
+    const double f = T_old / c->T;
+    for (int64_t i = 0; i < c->n; i++) s->m[i] *= f;
+    unsigned char *raised = calloc((size_t)c->n, 1);
+    if (raised) apply_floors(c, raised); /* out of memory: the rescaled masses keep every r_i */
+    free(raised);
+    redraw_momenta(c, NULL);
+    upload_mass_and_noise(c);
+    s->masses_at = c->step;
+}
+
+static int pl_swap(smp_chain *a, smp_chain *b, bz_err *e)
+{
+    (void)e;
+    pl_state *sa = st(a), *sb = st(b);
+#define SWAP_PTR(x) do { void *t_ = (void *)sa->x; sa->x = sb->x; sb->x = t_; } while (0)
+    SWAP_PTR(s2v);
+    SWAP_PTR(q);
+    SWAP_PTR(m);
+    SWAP_PTR(held);
+#undef SWAP_PTR
+    rescale_and_rethermalise(a, b->T);
+    rescale_and_rethermalise(b, a->T);
+    return 0;
+}
+
+const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, pl_step, pl_observe, pl_save, pl_load, pl_destroy, pl_swap};
 
 int pl_inspect(smp_chain *c, pl_view *v)
 {

@@ -46,4 +46,5 @@ static int sgld_load(smp_chain *c, ckpt_reader *r, bz_err *e)
 
 static void sgld_destroy(smp_chain *c) { c->state = NULL; }
 
-const smp_vtable smp_sgld = {SM_SGLD, sgld_start, sgld_alloc, sgld_step, sgld_observe, sgld_save, sgld_load, sgld_destroy};
+const smp_vtable smp_sgld = {SM_SGLD, sgld_start, sgld_alloc, sgld_step, sgld_observe, sgld_save, sgld_load, sgld_destroy,
+                             NULL /* nothing beyond w moves with a configuration */};

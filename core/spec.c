@@ -65,6 +65,8 @@ typedef struct field {
     const struct section *sub;  /* F_OBJ */
     parse_fn parse;             /* F_CUSTOM */
     emit_fn emit;               /* F_CUSTOM */
+    bool (*omit)(const bz_spec *s); /* true: spec_to_json leaves the key out (a key added later
+                                       that is at its default, so older specs keep their hash) */
 } field;
 
 typedef struct section {
@@ -265,6 +267,10 @@ static const field diagnostics_fields[] = {
       .lo = 2, .hi = I32MAX, .flags = R_NO_HI },
 };
 
+static const field exchange_fields[] = {
+    { .key = "every", .type = F_INT64, .off = OFF(exchange_every), .variants = ALL, NOHI(0) },
+};
+
 static const field analysis_fields[] = {
     { .key = "burn_in", .type = F_REAL, .off = OFF(burn_in), .variants = ALL, .def = { 0.2 },
       .lo = 0, .hi = 1, .flags = R_HI_OPEN },
@@ -294,6 +300,9 @@ static const section sec_samples = SECTION(samples_fields);
 static const section sec_checkpoint = SECTION(checkpoint_fields);
 static const section sec_diagnostics = SECTION(diagnostics_fields);
 static const section sec_analysis = SECTION(analysis_fields);
+static const section sec_exchange = SECTION(exchange_fields);
+static bool not_batched(const bz_spec *s) { return !s->batched; }
+static bool no_exchange(const bz_spec *s) { return s->exchange_every == 0; }
 
 static const field top_fields[] = {
     { .key = "name", .type = F_STR, .off = OFF(name), .variants = ALL, .cap = 128, .sdef = "job" },
@@ -306,6 +315,8 @@ static const field top_fields[] = {
     { .key = "checkpoint", .type = F_OBJ, .variants = ALL, .sub = &sec_checkpoint },
     { .key = "diagnostics", .type = F_OBJ, .variants = ALL, .sub = &sec_diagnostics },
     { .key = "analysis", .type = F_OBJ, .variants = ALL, .sub = &sec_analysis },
+    { .key = "batched", .type = F_BOOL, .off = OFF(batched), .variants = ALL, .omit = not_batched },
+    { .key = "exchange", .type = F_OBJ, .variants = ALL, .sub = &sec_exchange, .omit = no_exchange },
     { .key = "backend", .type = F_STR, .off = OFF(backend), .variants = ALL, .cap = 16,
       .choices = backend_names, .sdef = "auto" },
     { .key = "precision", .type = F_STR, .off = OFF(precision), .variants = ALL, .cap = 8,
@@ -485,8 +496,8 @@ static void set_default(const field *f, int variant, bz_spec *s)
 static int parse_value(const field *f, json_t *v, const char *path, bz_spec *s, bz_err *e)
 {
     char got[64];
-    int64_t x;
-    double d;
+    int64_t x = 0;
+    double d = 0;
     int k, rc;
     switch (f->type) {
     case F_INT32: case F_INT64: case F_U64:
@@ -729,7 +740,7 @@ static json_t *emit_section(const section *sec, const bz_spec *s)
     if (!obj) return NULL;
     for (size_t i = 0; i < sec->n; i++) {
         const field *f = &sec->fields[i];
-        if (!applies(f, variant)) continue;
+        if (!applies(f, variant) || (f->omit && f->omit(s))) continue;
         if (json_object_set_new(obj, f->key, emit_value(f, s))) {
             json_decref(obj);
             return NULL;
@@ -816,7 +827,7 @@ static int parse_hidden(json_t *v, const char *path, bz_spec *s, bz_err *e)
         return bz_fail(e, BZ_EINVAL, path, "%s must list 1 to %d layer widths (got %zu)", path,
                        BZ_MAX_HIDDEN, n);
     for (size_t i = 0; i < n; i++) {
-        int64_t x;
+        int64_t x = 0;
         snprintf(sub, sizeof sub, "%s[%zu]", path, i);
         int rc = get_int(json_array_get(v, i), sub, "a positive integer", &x, e);
         if (rc) return rc;
@@ -988,9 +999,33 @@ static int check_limits(const bz_spec *s, bz_err *e)
     return 0;
 }
 
+/* Batched chains and replica exchange (multichain.h). */
+static int check_batched(const bz_spec *s, bz_err *e)
+{
+    const sampler_spec *sp = &s->sampler;
+    const sampler_method m = sp->method;
+    if (s->batched && m != SM_PL && m != SM_HMC && m != SM_SGLD)
+        return bz_fail(e, BZ_EINVAL, "batched", "batched chains work with sampler.method pl, hmc or sgld (got %s)",
+                       spec_method_name(m));
+    if (s->exchange_every == 0) return 0;
+    if (!s->batched)
+        return bz_fail(e, BZ_EINVAL, "exchange.every", "replica exchange needs \"batched\": true");
+    if (sp->n_T < 2)
+        return bz_fail(e, BZ_EINVAL, "exchange.every",
+                       "replica exchange needs at least 2 temperatures in sampler.T (got %d)", (int)sp->n_T);
+    for (int32_t i = 1; i < sp->n_T; i++)
+        if (!(sp->T[i] > sp->T[i - 1]))
+            return bz_fail(e, BZ_EINVAL, "sampler.T",
+                           "sampler.T must be strictly increasing for replica exchange (T[%d] = %g after %g)",
+                           (int)i, sp->T[i], sp->T[i - 1]);
+    return 0;
+}
+
 static int check_across(const bz_spec *s, bz_err *e)
 {
     const sampler_spec *sp = &s->sampler;
+    int rc = check_batched(s, e);
+    if (rc) return rc;
     if (has_batch(sp->method) && s->dataset.train > 0 && sp->batch > s->dataset.train)
         return bz_fail(e, BZ_EINVAL, "sampler.batch",
                        "sampler.batch (%d) must be <= dataset.train (%lld)", sp->batch,

@@ -109,6 +109,8 @@ typedef struct bz_spec {
     int64_t noise_every;         /* diagnostics.noise_every, 0 = off */
     int32_t noise_batches;       /* diagnostics.batches (D), 64 */
     double burn_in;              /* analysis.burn_in: fraction of records discarded, in [0, 1), 0.2 */
+    bool batched;                /* all temperatures as one job (multichain.h); pl, hmc, sgld */
+    int64_t exchange_every;      /* exchange.every: replica exchange every so many steps, 0 = off */
     char backend[16];            /* "auto" | "cpu" | "cuda" */
     char precision[8];           /* "fp32" | "tf32" */
 } bz_spec;

@@ -14,10 +14,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "backend_select.h"
 #include "ckpt.h"
 #include "cli.h"
 #include "jobfiles.h"
+#include "multichain.h"
 #include "npy.h"
 #include "run.h"
 #include "samples.h"
@@ -243,6 +246,172 @@ static int run_one_chain(const bz_spec *s, be *b, const nn_arch *a, int32_t ti, 
     return rc;
 }
 
+/* ---- a batched job: every chain in one group (multichain.h), checkpoints in the run folder ---- */
+
+typedef struct group_out {
+    chain_out ch[MC_MAX_CHAINS];
+    int32_t K;
+    char run_dir[1000]; /* leaves room for /chain-K in chain_out.dir */
+    uint64_t spec_hash;
+    int32_t keep;
+    int64_t steps;
+    int quiet;
+    double last_print, started;
+    int64_t started_step;
+} group_out;
+
+static int group_record(void *ctx, int32_t k, const obs_record *r, bz_err *e)
+{
+    return out_record(&((group_out *)ctx)->ch[k], r, e);
+}
+
+static int group_sample(void *ctx, int32_t k, int64_t step, double t_wall, const float *w, int64_t n, bz_err *e)
+{
+    return out_sample(&((group_out *)ctx)->ch[k], step, t_wall, w, n, e);
+}
+
+static int group_checkpoint(void *ctx, mc_group *g, bool final, bz_err *e)
+{
+    (void)final;
+    group_out *o = ctx;
+    for (int32_t k = 0; k < o->K; k++) { /* what the checkpoint covers reaches the disk first */
+        chain_out *c = &o->ch[k];
+        if (sync_file(c->ndjson) || sync_file(c->csv))
+            return bz_fail(e, BZ_EIO, c->dir, "cannot sync the observables in %s: %s", c->dir, strerror(errno));
+        int rc = c->samples ? samples_sync(c->samples, e) : 0;
+        if (rc) return rc;
+    }
+    char path[1200];
+    jf_checkpoint_path(o->run_dir, mc_step(g), path, sizeof path);
+    int rc = mc_save(g, path, o->spec_hash, e);
+    if (!rc) jf_prune_checkpoints(o->run_dir, o->keep);
+    return rc;
+}
+
+/* One line every 2 s: the group's step, aggregate steps/s, U per chain, exchange acceptance. */
+static void group_progress(void *ctx, const mc_group *g)
+{
+    group_out *o = ctx;
+    double now = smp_now();
+    int64_t step = mc_step(g);
+    if (o->quiet || (now - o->last_print < 2.0 && step < o->steps)) return;
+    o->last_print = now;
+    double rate = now > o->started ? (double)(step - o->started_step) * g->K / (now - o->started) : NAN;
+    char eta[32];
+    format_eta((double)(o->steps - step) * g->K / rate, eta, sizeof eta);
+    fprintf(stderr, "[%d chains] step %lld/%lld (%.1f%%) %.0f chain-steps/s ETA %s", (int)g->K, (long long)step,
+            (long long)o->steps, 100.0 * (double)step / (double)o->steps, rate, eta);
+    if (g->exchange_every > 0)
+        fprintf(stderr, " exchange acc %.2f..%.2f round trips %lld", mc_pair_acceptance(g, 0),
+                mc_pair_acceptance(g, g->K - 2), (long long)g->round_trips);
+    fputc('\n', stderr);
+}
+
+static void close_backends(be *b, int32_t count)
+{
+    for (int32_t k = 0; k < count; k++) be_destroy(&b[k]);
+}
+
+/* One backend handle per chain on the same data; on the CPU the chains then step in parallel
+ * threads with a single-threaded BLAS each. */
+static int open_backends(const bz_spec *s, const nn_arch *a, const ds_data *d, be *b, char *note, size_t len,
+                         bz_err *e)
+{
+    for (int32_t k = 0; k < s->sampler.n_T; k++) {
+        int rc = backend_open(s, a, d, &b[k], note, len, e);
+        if (rc) {
+            close_backends(b, k);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int start_or_resume_group(mc_group *g, const bz_spec *s, const nn_arch *a, group_out *o, int resume,
+                                 int quiet, bz_err *e)
+{
+    char ckpt[1200];
+    int64_t step = -1;
+    if (resume && jf_latest_checkpoint(o->run_dir, ckpt, sizeof ckpt, &step) == 0) {
+        int rc = mc_load(g, ckpt, o->spec_hash, e);
+        if (!rc && !quiet) fprintf(stderr, "boltzd: %d chains resume from %s (step %lld)\n", (int)g->K, ckpt, (long long)step);
+        return rc;
+    }
+    float *w0 = malloc(sizeof(float) * (size_t)a->n);
+    if (!w0) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the initial weights");
+    int rc = setup_initial_weights(s, a, w0, e);
+    if (!rc) rc = mc_start(g, w0, e);
+    free(w0);
+    return rc;
+}
+
+static int open_group_outputs(group_out *o, const mc_group *g, const bz_spec *s, int resume, int csv, bz_err *e)
+{
+    for (int32_t k = 0; k < g->K; k++) {
+        chain_out *c = &o->ch[k];
+        chain_dir(o->run_dir, k, g->K, c->dir, sizeof c->dir);
+        c->steps = s->sampler.steps;
+        c->quiet = 1;
+        c->n_chains = g->K;
+        int rc = jf_mkdirs(c->dir, e);
+        if (!rc) rc = open_outputs(c, s, g->chains[k].n, resume && g->chains[k].step > 0 ? g->chains[k].step : -1, csv, e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int run_batched(const bz_spec *s, const nn_arch *a, const ds_data *d, const char *dir, uint64_t hash,
+                       int resume, int csv, int quiet, bz_err *e)
+{
+    be b[MC_MAX_CHAINS];
+    char note[512];
+    int rc = open_backends(s, a, d, b, note, sizeof note, e);
+    if (rc) return rc;
+    group_out *o = calloc(1, sizeof *o);
+    mc_group *g = calloc(1, sizeof *g);
+    if (!o || !g) rc = bz_fail(e, BZ_ENOMEM, NULL, "out of memory for a batched job");
+    if (!rc) rc = mc_create(g, s, b, 0, e);
+    if (rc) {
+        free(o);
+        free(g);
+        close_backends(b, s->sampler.n_T);
+        return rc;
+    }
+    if (g->threads > 1 && !strcmp(b[0].ops->name, "cpu")) openblas_set_num_threads(1);
+    snprintf(o->run_dir, sizeof o->run_dir, "%s", dir);
+    o->K = g->K;
+    o->spec_hash = hash;
+    o->keep = s->checkpoint_keep;
+    o->steps = s->sampler.steps;
+    o->quiet = quiet;
+    char ckdir[1200];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
+    rc = jf_mkdirs(ckdir, e);
+    if (!rc) rc = start_or_resume_group(g, s, a, o, resume, quiet, e);
+    if (!rc) rc = open_group_outputs(o, g, s, resume, csv, e);
+    if (!quiet)
+        fprintf(stderr, "boltzd: %s; %d chains batched on %d threads%s\n", note, (int)g->K, (int)g->threads,
+                g->exchange_every > 0 ? ", replica exchange" : "");
+    if (!rc) {
+        for (int32_t k = 0; k < g->K; k++) write_status(o->ch[k].dir, "running", g->chains[k].step, NULL, b[0].ops->name);
+        o->started = smp_now();
+        o->started_step = mc_step(g);
+        mc_sink sink = {o, group_record, group_sample, group_checkpoint, out_should_stop, group_progress};
+        rc = mc_run(g, &sink, e);
+        const char *status = rc == 0 ? "succeeded" : rc == BZ_ECANCELLED ? "stopped" : "failed";
+        for (int32_t k = 0; k < g->K; k++) write_status(o->ch[k].dir, status, g->chains[k].step, rc ? e : NULL, b[0].ops->name);
+    }
+    for (int32_t k = 0; k < g->K; k++) {
+        close_outputs(&o->ch[k]);
+        if (rc == 0 || rc == BZ_EDIVERGED) write_summary(o->ch[k].dir, s->burn_in);
+    }
+    mc_destroy(g);
+    free(g);
+    free(o);
+    close_backends(b, s->sampler.n_T);
+    return rc;
+}
+
 /* Save the normalised spec as DIR/spec.json (fresh) and return its hash. */
 static int save_spec(const bz_spec *s, const char *dir, uint64_t *hash, bz_err *e)
 {
@@ -264,6 +433,17 @@ static uint64_t spec_hash_of(const bz_spec *s)
     return h;
 }
 
+/* The exit status of a run, with the message a stopped or failed run owes its user. */
+static int finish_run(int rc, const char *dir, bz_err *e)
+{
+    if (rc == BZ_ECANCELLED) {
+        fprintf(stderr, "boltzd: stopped by signal %d; checkpoint written. Continue with: boltzd run --resume %s\n",
+                (int)stop_signal, dir);
+        return 128 + (int)stop_signal;
+    }
+    return rc ? cli_report(e) : 0;
+}
+
 static int run_job(const bz_spec *s, const char *dir, int resume, int csv, int quiet)
 {
     install_signals(); /* first: a signal during the data-set load must still stop cleanly */
@@ -279,6 +459,11 @@ static int run_job(const bz_spec *s, const char *dir, int resume, int csv, int q
         ds_free(&d);
         return cli_report(&e);
     }
+    if (s->batched) {
+        int rc = run_batched(s, &a, &d, dir, hash, resume, csv, quiet, &e);
+        ds_free(&d);
+        return finish_run(rc, dir, &e);
+    }
     be b;
     char note[512];
     if (backend_open(s, &a, &d, &b, note, sizeof note, &e)) {
@@ -293,12 +478,7 @@ static int run_job(const bz_spec *s, const char *dir, int resume, int csv, int q
         rc = run_one_chain(s, &b, &a, ti, dir, hash, resume, csv, quiet, b.ops->name, &e);
     be_destroy(&b);
     ds_free(&d);
-    if (rc == BZ_ECANCELLED) {
-        fprintf(stderr, "boltzd: stopped by signal %d; checkpoint written. Continue with: boltzd run --resume %s\n",
-                (int)stop_signal, dir);
-        return 128 + (int)stop_signal;
-    }
-    return rc ? cli_report(&e) : 0;
+    return finish_run(rc, dir, &e);
 }
 
 int cli_run(int argc, char **argv)

@@ -101,7 +101,7 @@ static int set_limit(bz_config *c, const char *key, const char *v, bz_err *e)
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         if (!key_is(key, limits[i].name)) continue;
-        long x;
+        long x = 0;
         int rc = parse_int(limits[i].name, v, 0, limits[i].hi, &x, e);
         if (!rc) *(int64_t *)((char *)c + limits[i].off) = x;
         return rc;
