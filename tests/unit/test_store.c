@@ -131,14 +131,15 @@ Test(store, migrations_applied_once)
     int v = 0;
     bz_err e = {0};
     cr_assert_eq(store_schema_version(s, &v, &e), 0);
-    cr_assert_eq(v, 1);
+    cr_assert_eq(v, 2, "schema version %d, expected 2 (001_init, 002_exchange)", v);
     store_close(s);
     s = open_ok();
     cr_assert_eq(store_schema_version(s, &v, &e), 0);
-    cr_assert_eq(v, 1);
+    cr_assert_eq(v, 2, "schema version %d, expected 2 (001_init, 002_exchange)", v);
     store_close(s);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_version"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_version"), 2);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_version WHERE name = '001_init.sql' AND applied_ms > 0"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_version WHERE name = '002_exchange.sql' AND applied_ms > 0"), 1);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                          "('jobs', 'observables', 'checkpoints', 'samples', 'users', 'tokens')"),
                  6);
