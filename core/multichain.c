@@ -381,7 +381,7 @@ int mc_run(mc_group *g, const mc_sink *s, bz_err *e)
     noise_diag *nd = NULL;
     int rc = init_noise(g, &nd, e);
     int64_t last_record = -1;
-    if (!rc && mc_step(g) == 0) {
+    if (!rc && !g->resumed) {
         for (int32_t k = 0; k < g->K && !rc; k++) rc = emit_record(g, k, nd ? &nd[k] : NULL, s, e);
         for (int32_t k = 0; k < g->K && !rc && due(0, spec->samples_every); k++) rc = emit_sample(g, k, s, host, e);
         last_record = 0;
@@ -522,5 +522,6 @@ int mc_load(mc_group *g, const char *path, uint64_t spec_hash, bz_err *e)
         if (!rc) rc = smp_chain_get_sections(&g->chains[k], r, e);
     }
     ckpt_read_close(r);
+    if (!rc) g->resumed = true;
     return rc;
 }

@@ -66,6 +66,7 @@ struct mc_group {
     int64_t round_trips;             /* total over replicas */
     double exchange_time;            /* seconds in exchange rounds (U evaluations, swaps) */
     int32_t failed;                  /* slot whose error the last parallel call returned, or -1 */
+    bool resumed;                    /* loaded from a checkpoint (mc_run writes no step-0 records) */
 };
 
 /* Create the K chains of spec s on the K backend handles b[0..K) (one per chain, same data and

@@ -345,7 +345,7 @@ static int start_or_resume_group(mc_group *g, const bz_spec *s, const nn_arch *a
     return rc;
 }
 
-static int open_group_outputs(group_out *o, const mc_group *g, const bz_spec *s, int resume, int csv, bz_err *e)
+static int open_group_outputs(group_out *o, const mc_group *g, const bz_spec *s, int csv, bz_err *e)
 {
     for (int32_t k = 0; k < g->K; k++) {
         chain_out *c = &o->ch[k];
@@ -354,7 +354,7 @@ static int open_group_outputs(group_out *o, const mc_group *g, const bz_spec *s,
         c->quiet = 1;
         c->n_chains = g->K;
         int rc = jf_mkdirs(c->dir, e);
-        if (!rc) rc = open_outputs(c, s, g->chains[k].n, resume && g->chains[k].step > 0 ? g->chains[k].step : -1, csv, e);
+        if (!rc) rc = open_outputs(c, s, g->chains[k].n, g->resumed ? g->chains[k].step : -1, csv, e);
         if (rc) return rc;
     }
     return 0;
@@ -388,7 +388,7 @@ static int run_batched(const bz_spec *s, const nn_arch *a, const ds_data *d, con
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
     rc = jf_mkdirs(ckdir, e);
     if (!rc) rc = start_or_resume_group(g, s, a, o, resume, quiet, e);
-    if (!rc) rc = open_group_outputs(o, g, s, resume, csv, e);
+    if (!rc) rc = open_group_outputs(o, g, s, csv, e);
     if (!quiet)
         fprintf(stderr, "boltzd: %s; %d chains batched on %d threads%s\n", note, (int)g->K, (int)g->threads,
                 g->exchange_every > 0 ? ", replica exchange" : "");
