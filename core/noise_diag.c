@@ -135,7 +135,9 @@ static double corr_cols(const noise_diag *d, int64_t a, int32_t ra, int64_t b, i
         sa += x, sb += y, saa += x * x, sbb += y * y, sab += x * y;
     }
     double cov = sab - sa * sb / len, va = saa - sa * sa / len, vb = sbb - sb * sb / len;
-    return va > 0 && vb > 0 ? cov / sqrt(va * vb) : 0.0;
+    /* A column without variance (a component with no noise: s_i^2 ~ 1e-40 at a trained state)
+     * has no correlation; NaN keeps it out of the means instead of counting it as 0. */
+    return va > 0 && vb > 0 ? cov / sqrt(va * vb) : NAN;
 }
 
 static double mean_abs_offdiag(const noise_diag *d)
@@ -144,15 +146,26 @@ static double mean_abs_offdiag(const noise_diag *d)
     double sum = 0;
     int64_t pairs = 0;
     for (int64_t a = 0; a < k; a++)
-        for (int64_t b = a + 1; b < k; b++, pairs++) sum += fabs(corr_cols(d, a, 0, b, 0, d->D));
+        for (int64_t b = a + 1; b < k; b++) {
+            double r = corr_cols(d, a, 0, b, 0, d->D);
+            if (isnan(r)) continue;
+            sum += fabs(r);
+            pairs++;
+        }
     return pairs ? sum / (double)pairs : NAN;
 }
 
 static double mean_lag1(const noise_diag *d)
 {
     double sum = 0;
-    for (int64_t j = 0; j < d->n_comp; j++) sum += corr_cols(d, j, 0, j, 1, d->D - 1);
-    return d->n_comp ? sum / (double)d->n_comp : NAN;
+    int64_t cnt = 0;
+    for (int64_t j = 0; j < d->n_comp; j++) {
+        double r = corr_cols(d, j, 0, j, 1, d->D - 1);
+        if (isnan(r)) continue;
+        sum += r;
+        cnt++;
+    }
+    return cnt ? sum / (double)cnt : NAN;
 }
 
 int noise_diag_measure(noise_diag *d, smp_chain *c, bz_err *e)

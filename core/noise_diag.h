@@ -4,7 +4,12 @@
  *   mini-batch mean gradient, from per-example moments over the training set),
  *   noise_ks_frac: fraction of components whose KS test of nu_i against N(0,1) has p < 0.05,
  *   noise_corr: mean |off-diagonal correlation| among a random subset of 256 components,
- *   noise_acf1: lag-1 autocorrelation of nu between consecutive mini-batch draws.
+ *   noise_acf1: lag-1 autocorrelation of nu between consecutive mini-batch draws at this w
+ *     (ALGORITHM.md says "between consecutive steps": at a fixed w that is the draw-to-draw
+ *     independence the sampler relies on; the autocorrelation along the dynamics, lag by lag, is
+ *     measured by bench/noise_stats).
+ * Components without noise (s_i^2 ~ 0 at a trained state, nu identically 0) have no correlation:
+ * they are left out of noise_corr and noise_acf1, which are null when no component is left.
  * The KS test uses up to NOISE_MAX_COMPONENTS random components with s_i > 0, so memory stays
  * D x NOISE_MAX_COMPONENTS floats whatever n is. */
 #ifndef BZ_NOISE_DIAG_H
