@@ -245,6 +245,7 @@ int mc_exchange(mc_group *g, bz_err *e)
         g->pair[k].attempts++;
         if (!(delta >= 0.0 || u < exp(delta))) continue; /* NaN U: never swapped */
         rc = swap_configurations(a, b, e);
+        if (rc) break; /* out of memory: the group stops with the error, nothing counted */
         g->pair[k].accepts++;
         double t = U[k];
         U[k] = U[k + 1];
@@ -493,10 +494,13 @@ static int load_group_state(mc_group *g, ckpt_reader *r, const char *path, bz_er
     if (rc) return rc;
     if (sv.K != g->K)
         return bz_fail(e, BZ_EFORMAT, "mc_group", "%s holds %d chains, this job has %d", path, (int)sv.K, (int)g->K);
-    for (int32_t k = 0; k < g->K; k++)
-        if (sv.replica[k] < 0 || sv.replica[k] >= g->K)
-            return bz_fail(e, BZ_EFORMAT, "mc_group", "%s: replica %d at slot %d is out of range", path,
+    bool seen[MC_MAX_CHAINS] = {false};
+    for (int32_t k = 0; k < g->K; k++) {
+        if (sv.replica[k] < 0 || sv.replica[k] >= g->K || seen[sv.replica[k]])
+            return bz_fail(e, BZ_EFORMAT, "mc_group", "%s: replica %d at slot %d is out of range or repeated", path,
                            (int)sv.replica[k], (int)k);
+        seen[sv.replica[k]] = true;
+    }
     g->rounds = sv.rounds;
     g->round_trips = sv.round_trips;
     g->exchange_time = sv.exchange_time;

@@ -515,16 +515,27 @@ static void pl_destroy(smp_chain *c)
  * every r_i exactly as it was, i.e. gives the masses the ratio control would set at the new T for
  * the same ratios, without a fresh variance estimate (a full pass over the data) per accepted
  * swap. Re-deriving them at the next update instead would leave a configuration that moved to a
- * lower T with r_i up to T_old / T_new times r_max until then. The floors are applied again (the
- * stability floor does not scale with T, so a configuration moving up in T may be held up by it;
- * raising a mass only lowers r_i) and every momentum is redrawn from N(0, m_i T_new). */
+ * lower T with r_i up to T_old / T_new times r_max until then. A mass that a floor held up is not
+ * rescaled (the floors do not scale like 1/T: the stability floor does not depend on T, the
+ * displacement floor grows with it, so rescaling would ratchet such masses up at every round
+ * trip); it goes back to m_i(r0) at the new T and the floors of the new T are applied again
+ * (raising a mass only lowers r_i). Every momentum is redrawn from N(0, m_i T_new). */
 static void rescale_and_rethermalise(smp_chain *c, double T_old)
 {
     pl_state *s = st(c);
     const double f = T_old / c->T;
-    for (int64_t i = 0; i < c->n; i++) s->m[i] *= f;
-    unsigned char *raised = calloc((size_t)c->n, 1);
-    if (raised) apply_floors(c, raised); /* out of memory: the rescaled masses keep every r_i */
+    for (int64_t i = 0; i < c->n; i++) {
+        if (s->held[i] == HELD_NONE) {
+            s->m[i] *= f; /* set by the ratio control: keeps its r_i */
+        } else { /* held up by a floor of the old T: back to m(r0) here, the floors of this T decide */
+            s->m[i] = s->s2v[i] > 0.0 ? mass_for_ratio(s, i, c->sp->r0) : 0.0;
+            s->held[i] = HELD_NONE;
+        }
+    }
+    unsigned char *raised = calloc(c->n > 0 ? (size_t)c->n : 1, 1);
+    if (raised) apply_floors(c, raised);
+    else /* out of memory: at least no mass may stay 0 */
+        for (int64_t i = 0; i < c->n; i++) s->m[i] = s->m[i] > 0.0 ? s->m[i] : s->k.mass_floor;
     free(raised);
     redraw_momenta(c, NULL);
     upload_mass_and_noise(c);

@@ -3,8 +3,9 @@
 
 Every example spec and a set of valid variants must pass both; every invalid case must be
 rejected by both (`boltzd check` exits 1 naming the field). Rules that span several fields
-(r0 <= r_max, batch <= train, the memory and weight-count limits) are beyond JSON Schema: those
-cases are checked against the C validator alone, as the schema's description says."""
+(r0 <= r_max, batch <= train, the memory and weight-count limits, strictly increasing
+temperatures for replica exchange) are beyond JSON Schema: those cases are checked against the
+C validator alone, as the schema's description says."""
 import copy, glob, json, os, subprocess, sys, tempfile
 
 import jsonschema
@@ -46,6 +47,7 @@ def variant(path, value):
 
 
 DELETE = object()
+ladder = {**base, "sampler": {"method": "pl", "T": [0.01, 0.02, 0.04], "steps": 10}}
 valid = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(src, "examples/*.json")))] + [
     base,
     variant(["sampler", "T"], [0.001, 0.01, 0.1]),
@@ -53,6 +55,12 @@ valid = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(src, "example
     {**base, "sampler": {"method": "adam", "steps": 5, "early_stopping": {"val_fraction": 0.2, "patience": 3}}},
     {**base, "init": {"kind": "npy", "path": "w.npy"}},
     {**base, "dataset": {"kind": "fashion_mnist", "train": 300, "test": 10, "projection": {"dim": 64, "binarize": True}}},
+    {**ladder, "batched": True, "exchange": {"every": 5}},
+    {**base, "sampler": {"method": "hmc", "T": [0.01, 0.02], "steps": 5}, "batched": True},
+    {**base, "sampler": {"method": "sgld", "T": [0.01, 0.02], "steps": 5}, "batched": True, "exchange": {"every": 1}},
+    {**base, "batched": True},
+    {**ladder, "batched": False, "exchange": {"every": 0}},
+    {**base, "sampler": {"method": "adam", "steps": 5}, "batched": False},
 ]
 invalid = {  # name: spec (both must reject)
     "unknown top-level field": {**base, "smapler": {}},
@@ -83,11 +91,29 @@ invalid = {  # name: spec (both must reject)
     "backend unknown": {**base, "backend": "tpu"},
     "name too long": {**base, "name": "x" * 200},
     "top level not an object": [base],
+    "batched with adam": {**base, "sampler": {"method": "adam", "steps": 5}, "batched": True},
+    "batched with mbhmc": {**base, "sampler": {"method": "mbhmc", "T": [0.01, 0.02], "steps": 5}, "batched": True},
+    "batched with naive_pl": {**base, "sampler": {"method": "naive_pl", "T": [0.01, 0.02], "steps": 5},
+                              "batched": True},
+    "batched not a boolean": {**ladder, "batched": 1},
+    "exchange without batched": {**ladder, "exchange": {"every": 5}},
+    "exchange with batched false": {**ladder, "batched": False, "exchange": {"every": 5}},
+    "exchange with one temperature": {**base, "batched": True, "exchange": {"every": 5}},
+    "exchange with a one-element T list": {**variant(["sampler", "T"], [0.01]), "batched": True,
+                                           "exchange": {"every": 5}},
+    "exchange every negative": {**ladder, "batched": True, "exchange": {"every": -1}},
+    "exchange every fractional": {**ladder, "batched": True, "exchange": {"every": 2.5}},
+    "exchange unknown field": {**ladder, "batched": True, "exchange": {"evry": 5}},
+    "exchange not an object": {**ladder, "batched": True, "exchange": 5},
 }
 c_only = {  # rules across fields: the C validator alone
     "r0 above r_max": variant(["sampler", "r0"], 0.5),
     "batch above train": variant(["sampler", "batch"], 1000),
     "too many weights": variant(["model", "hidden"], [100000, 100000]),
+    "exchange with decreasing T": {**base, "sampler": {"method": "pl", "T": [0.02, 0.01], "steps": 10},
+                                   "batched": True, "exchange": {"every": 5}},
+    "exchange with equal T": {**base, "sampler": {"method": "hmc", "T": [0.01, 0.02, 0.02], "steps": 10},
+                              "batched": True, "exchange": {"every": 5}},
 }
 
 for spec in valid:

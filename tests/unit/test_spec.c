@@ -1,7 +1,10 @@
 /* test_spec.c: job-spec validation (core/spec.c). Every rule gets its own test that checks the
  * error code, the exact dotted field and a key phrase of the message; the defaults are those of
  * ALGORITHM.md §6b; spec_to_json -> spec_parse gives the same spec back for every method and
- * dataset kind; every examples/ *.json file parses; schema/job.schema.json lists the same keys. */
+ * dataset kind; every examples/ *.json file parses; schema/job.schema.json lists the same keys.
+ * "batched" and "exchange" (multichain.h): refused for the methods that cannot batch, exchange
+ * refused without batched, with one temperature or with temperatures not strictly increasing,
+ * each naming its field; both left out of the normalised JSON at their defaults. */
 #include <criterion/criterion.h>
 #include <glob.h>
 #include <jansson.h>
@@ -635,6 +638,78 @@ Test(spec, limit_projection_dim)
                BZ_ELIMIT, "dataset.projection.dim", "more than the limit of 100000");
 }
 
+/* ---- batched chains and replica exchange ---- */
+
+#define TWO_T "'sampler': {'T': [0.01, 0.02], 'steps': 10}"
+
+Test(spec, batched_only_for_pl_hmc_sgld)
+{
+    expect_err("{'sampler': {'method': 'adam', 'steps': 10}, 'batched': true}", BZ_EINVAL, "batched",
+               "batched chains work with sampler.method pl, hmc or sgld (got adam)");
+    expect_err("{'sampler': {'method': 'mbhmc', 'T': [1, 2], 'steps': 10}, 'batched': true}", BZ_EINVAL, "batched",
+               "(got mbhmc)");
+    expect_err("{'sampler': {'method': 'naive_pl', 'T': [1, 2], 'steps': 10}, 'batched': true}", BZ_EINVAL,
+               "batched", "(got naive_pl)");
+    static const char *const ok[] = {"pl", "hmc", "sgld"};
+    for (int i = 0; i < 3; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "{'sampler': {'method': '%s', 'T': [1, 2], 'steps': 10}, 'batched': true}", ok[i]);
+        bz_spec s = parse_ok(text);
+        cr_assert(s.batched, "%s", ok[i]);
+        cr_assert_eq(s.exchange_every, 0, "%s", ok[i]);
+    }
+    /* one temperature is a batch of one: allowed, exchange is not asked for */
+    bz_spec s = parse_ok("{" MIN_SAMPLER ", 'batched': true}");
+    cr_assert(s.batched);
+    /* not batched, the other methods are as before */
+    s = parse_ok("{'sampler': {'method': 'adam', 'steps': 10}, 'batched': false}");
+    cr_assert(!s.batched);
+}
+
+Test(spec, batched_and_exchange_types)
+{
+    expect_err("{" TWO_T ", 'batched': 1}", BZ_EINVAL, "batched", "batched must be true or false");
+    expect_err("{" TWO_T ", 'batched': true, 'exchange': 5}", BZ_EINVAL, "exchange", "exchange must be an object");
+    expect_err("{" TWO_T ", 'batched': true, 'exchange': {'every': -1}}", BZ_EINVAL, "exchange.every",
+               "exchange.every must be >= 0 (got -1)");
+    expect_err("{" TWO_T ", 'batched': true, 'exchange': {'every': 2.5}}", BZ_EINVAL, "exchange.every", "integer");
+    expect_err("{" TWO_T ", 'batched': true, 'exchange': {'evry': 5}}", BZ_EINVAL, "exchange.evry",
+               "did you mean 'every'?");
+}
+
+Test(spec, exchange_needs_batched)
+{
+    expect_err("{" TWO_T ", 'exchange': {'every': 5}}", BZ_EINVAL, "exchange.every",
+               "replica exchange needs \"batched\": true");
+    expect_err("{" TWO_T ", 'batched': false, 'exchange': {'every': 5}}", BZ_EINVAL, "exchange.every",
+               "replica exchange needs \"batched\": true");
+    /* every 0 is "off": nothing to need */
+    bz_spec s = parse_ok("{" TWO_T ", 'exchange': {'every': 0}}");
+    cr_assert_eq(s.exchange_every, 0);
+    s = parse_ok("{" TWO_T ", 'batched': true, 'exchange': {'every': 5}}");
+    cr_assert(s.batched);
+    cr_assert_eq(s.exchange_every, 5);
+}
+
+Test(spec, exchange_needs_two_temperatures)
+{
+    expect_err("{'sampler': {'T': 0.01, 'steps': 10}, 'batched': true, 'exchange': {'every': 5}}", BZ_EINVAL,
+               "exchange.every", "replica exchange needs at least 2 temperatures in sampler.T (got 1)");
+    expect_err("{'sampler': {'T': [0.01], 'steps': 10}, 'batched': true, 'exchange': {'every': 5}}", BZ_EINVAL,
+               "exchange.every", "(got 1)");
+}
+
+Test(spec, exchange_needs_increasing_temperatures)
+{
+    expect_err("{'sampler': {'T': [0.02, 0.01], 'steps': 10}, 'batched': true, 'exchange': {'every': 5}}", BZ_EINVAL,
+               "sampler.T", "sampler.T must be strictly increasing for replica exchange (T[1] = 0.01 after 0.02)");
+    expect_err("{'sampler': {'T': [0.01, 0.02, 0.02], 'steps': 10}, 'batched': true, 'exchange': {'every': 5}}",
+               BZ_EINVAL, "sampler.T", "(T[2] = 0.02 after 0.02)");
+    /* without exchange any order is a sweep */
+    bz_spec s = parse_ok("{'sampler': {'T': [0.02, 0.01, 0.01], 'steps': 10}, 'batched': true}");
+    cr_assert_eq(s.sampler.n_T, 3);
+}
+
 /* ---- defaults, helpers, files ---- */
 
 static void assert_algorithm_defaults(const bz_spec *s)
@@ -680,6 +755,8 @@ static void assert_algorithm_defaults(const bz_spec *s)
     cr_assert_eq(s->noise_every, 0);
     cr_assert_eq(s->noise_batches, 64);
     cr_assert_eq(s->burn_in, 0.2);
+    cr_assert(!s->batched);
+    cr_assert_eq(s->exchange_every, 0);
     cr_assert_str_eq(s->backend, "auto");
     cr_assert_str_eq(s->precision, "fp32");
 }
@@ -883,6 +960,8 @@ static void assert_spec_eq(const bz_spec *a, const bz_spec *b)
     cr_assert_eq(a->noise_every, b->noise_every);
     cr_assert_eq(a->noise_batches, b->noise_batches);
     cr_assert_eq(a->burn_in, b->burn_in);
+    cr_assert_eq(a->batched, b->batched);
+    cr_assert_eq(a->exchange_every, b->exchange_every);
     cr_assert_str_eq(a->backend, b->backend);
     cr_assert_str_eq(a->precision, b->precision);
 }
@@ -959,6 +1038,50 @@ Test(spec, to_json_has_only_the_method_keys)
     free(json);
 }
 
+Test(spec, round_trip_batched_and_exchange)
+{
+    round_trip("{'sampler': {'T': [0.01, 0.02, 0.04], 'steps': 50}, 'batched': true, 'exchange': {'every': 7}}");
+    round_trip("{'sampler': {'method': 'hmc', 'T': [0.01, 0.02], 'steps': 50}, 'batched': true}");
+    round_trip("{'sampler': {'method': 'sgld', 'T': [0.01, 0.02], 'steps': 50}, 'batched': true,"
+               " 'exchange': {'every': 1}}");
+}
+
+/* "batched" and "exchange" are written only when they differ from their defaults (false, every
+ * 0), so the normalised text, and with it the spec hash of every earlier job, is unchanged. */
+Test(spec, to_json_omits_batched_and_exchange_at_defaults)
+{
+    static const char *const at_default[] = {
+        "{" MIN_SAMPLER "}",
+        "{" MIN_SAMPLER ", 'batched': false}",
+        "{" MIN_SAMPLER ", 'exchange': {'every': 0}}",
+        "{" MIN_SAMPLER ", 'batched': false, 'exchange': {}}",
+    };
+    char *plain = NULL;
+    for (size_t i = 0; i < sizeof at_default / sizeof at_default[0]; i++) {
+        bz_spec s = parse_ok(at_default[i]);
+        char *json = spec_to_json(&s);
+        cr_assert_not_null(json);
+        cr_assert_null(strstr(json, "\"batched\""), "%s -> %s", at_default[i], json);
+        cr_assert_null(strstr(json, "\"exchange\""), "%s -> %s", at_default[i], json);
+        if (!plain) plain = json;
+        else {
+            cr_assert_str_eq(json, plain, "%s", at_default[i]);
+            free(json);
+        }
+    }
+    free(plain);
+    bz_spec s = parse_ok("{" MIN_SAMPLER ", 'batched': true}");
+    char *json = spec_to_json(&s);
+    cr_assert_not_null(strstr(json, "\"batched\":true"), "%s", json);
+    cr_assert_null(strstr(json, "\"exchange\""), "%s", json);
+    free(json);
+    s = parse_ok("{" TWO_T ", 'batched': true, 'exchange': {'every': 5}}");
+    json = spec_to_json(&s);
+    cr_assert_not_null(strstr(json, "\"batched\":true"), "%s", json);
+    cr_assert_not_null(strstr(json, "\"exchange\":{\"every\":5}"), "%s", json);
+    free(json);
+}
+
 /* ---- schema/job.schema.json documents the same keys ---- */
 
 /* The properties of the oneOf branch of schema_obj whose const variant key is name. */
@@ -974,8 +1097,12 @@ static json_t *schema_branch(json_t *schema_obj, const char *key, const char *na
     return NULL;
 }
 
-/* Every key spec_to_json writes is in the schema's properties, and the other way round. */
-static void assert_same_keys(json_t *emitted, json_t *props, const char *what)
+/* Top-level keys spec_to_json leaves out at their defaults. */
+static bool omitted_at_default(const char *key) { return !strcmp(key, "batched") || !strcmp(key, "exchange"); }
+
+/* Every key spec_to_json writes is in the schema's properties, and the other way round (when
+ * all_keys is false, except the keys omitted at their defaults). */
+static void assert_same_keys(json_t *emitted, json_t *props, const char *what, bool all_keys)
 {
     cr_assert_not_null(props, "no schema branch for %s", what);
     const char *k;
@@ -983,7 +1110,8 @@ static void assert_same_keys(json_t *emitted, json_t *props, const char *what)
     json_object_foreach(emitted, k, v)
         cr_assert_not_null(json_object_get(props, k), "%s: '%s' missing from the schema", what, k);
     json_object_foreach(props, k, v)
-        cr_assert_not_null(json_object_get(emitted, k), "%s: schema has '%s', spec.c does not", what, k);
+        cr_assert(json_object_get(emitted, k) || (!all_keys && omitted_at_default(k)),
+                  "%s: schema has '%s', spec.c does not", what, k);
 }
 
 Test(spec, schema_lists_the_same_keys)
@@ -1003,15 +1131,27 @@ Test(spec, schema_lists_the_same_keys)
         char *out = spec_to_json(&s);
         json_t *j = json_loads(out, 0, NULL);
         cr_assert_not_null(j);
-        assert_same_keys(j, top, "top level");
+        assert_same_keys(j, top, "top level", false);
         assert_same_keys(json_object_get(j, "sampler"),
                          schema_branch(json_object_get(top, "sampler"), "method", methods[m]),
-                         methods[m]);
+                         methods[m], true);
         assert_same_keys(json_object_get(j, "dataset"),
                          schema_branch(json_object_get(top, "dataset"), "kind", kinds[m % 3]),
-                         kinds[m % 3]);
+                         kinds[m % 3], true);
         json_decref(j);
         free(out);
     }
+    /* with batched and exchange set, every top-level key is written, and exchange's keys are
+     * the schema's */
+    bz_spec s = parse_ok("{" TWO_T ", 'batched': true, 'exchange': {'every': 5}}");
+    char *out = spec_to_json(&s);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert_not_null(j);
+    assert_same_keys(j, top, "top level (batched, exchange)", true);
+    assert_same_keys(json_object_get(j, "exchange"), json_object_get(json_object_get(top, "exchange"), "properties"),
+                     "exchange", true);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(top, "batched"), "type")), "boolean");
+    json_decref(j);
+    free(out);
     json_decref(schema);
 }
