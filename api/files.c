@@ -4,7 +4,10 @@
  * Downloads carry Content-Length and Content-Disposition with a filename. The .npy answers are
  * a 1.0 header built here (dtype '<f4', shape (n,)) followed by the float32 weights, served by
  * a content reader straight from the checkpoint in memory or from the samples file (pread at
- * record k; samples.h gives the layout), so nothing is copied whole. */
+ * record k; samples.h gives the layout), so nothing is copied whole.
+ *
+ * A batched sweep's checkpoints are on its parent, one file holding every chain (sections "c0/w",
+ * "c1/w", ...): weights.npy takes ?chain=K there (0 by default). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -175,8 +178,26 @@ enum MHD_Result api_ckpt_weights(api_req *r)
         return api_error(r->conn, 404, "not_found", NULL, "checkpoint %lld of job %lld is gone from disk",
                          (long long)r->arg[1], (long long)r->arg[0]);
     }
+    int64_t chain = 0;
+    if (!api_query_int(r, "chain", 0, 0, 999, &chain)) {
+        ckpt_read_close(rd);
+        return api_error(r->conn, 400, "invalid_parameter", "chain", "%s", r->why);
+    }
+    char prefix[8] = "";
+    if (h.chain == -1) snprintf(prefix, sizeof prefix, "c%d/", (int)chain); /* a batched group's file */
+    else if (chain != 0) {
+        ckpt_read_close(rd);
+        return api_error(r->conn, 400, "invalid_parameter", "chain",
+                         "checkpoint %lld of job %lld holds one chain: chain must be 0 (got %lld)",
+                         (long long)r->arg[1], (long long)r->arg[0], (long long)chain);
+    }
     uint64_t bytes = 0;
-    const void *w = ckpt_find(rd, "w", &bytes);
+    const void *w = ckpt_reader_prefix(rd, prefix, &e) == 0 ? ckpt_find(rd, "w", &bytes) : NULL;
+    if (!w && h.chain == -1) {
+        ckpt_read_close(rd);
+        return api_error(r->conn, 404, "not_found", "chain", "checkpoint %lld of job %lld holds no chain %lld",
+                         (long long)r->arg[1], (long long)r->arg[0], (long long)chain);
+    }
     if (!w || bytes % 4) {
         ckpt_read_close(rd);
         return api_error(r->conn, 500, "internal", NULL, "checkpoint %lld of job %lld has no weights section",
@@ -193,7 +214,10 @@ enum MHD_Result api_ckpt_weights(api_req *r)
     b->ckpt = rd;
     b->fd = -1;
     char name[96];
-    snprintf(name, sizeof name, "job-%lld-ckpt-%lld-weights.npy", (long long)r->arg[0], (long long)r->arg[1]);
+    if (h.chain == -1)
+        snprintf(name, sizeof name, "job-%lld-ckpt-%lld-chain-%lld-weights.npy", (long long)r->arg[0],
+                 (long long)r->arg[1], (long long)chain);
+    else snprintf(name, sizeof name, "job-%lld-ckpt-%lld-weights.npy", (long long)r->arg[0], (long long)r->arg[1]);
     return reply_npy(r, b, name, c.step);
 }
 

@@ -1,10 +1,20 @@
 /* jobs.c: the job routes: submit (single chains and temperature sweeps), list, one job (with a
- * sweep's children and its table of equilibrium summaries against T), cancel, delete, summary.
+ * sweep's children and its table of equilibrium summaries against T), cancel, delete, summary,
+ * and the replica-exchange state of a batched sweep.
  *
  * Sweeps: a spec whose sampler.T is a list of n_T > 1 temperatures becomes a parent row (T null,
  * the full spec) and one child per temperature (chain = index, its spec holding that single T).
  * Each child runs as chain 0 of its own spec, so to keep the chains independent child i gets
  * sampler.seed + 1000003 * i (mod 2^63, the range of a spec's seed); child 0 keeps the seed as given.
+ *
+ * Batched sweeps ("batched": true): the same rows, but one worker runs the parent's spec with every
+ * chain in one group (daemon/worker.c); chain i is chain i of that spec (the spec's seed, chain i's
+ * RNG streams), as in `boltzd run`. A child's spec then says what its chain is, not how to rerun it
+ * alone: its single T, the parent's seed, and no "batched"/"exchange" (a single chain has neither).
+ * The exchange state (GET /jobs/{id}/exchange, and "exchange" in the parent's full view) is read
+ * from the chains' newest records: ex_acc of chain k is the cumulative acceptance of the pair (k,
+ * k+1); the attempts follow from the step, since pair k is tried in every round r (exchange rounds
+ * at steps E, 2E, ...; r = 0, 1, ...) with r = k (mod 2).
  *
  * Owners and limits: with auth on the owner is the token's user (X-Boltz-User is ignored) and only
  * the owner or an admin may cancel or delete (403 "forbidden"); with auth off the owner comes from
@@ -56,6 +66,25 @@ bool api_load_job(api_req *r, job_row *j, enum MHD_Result *res)
 }
 
 static bool is_parent(const job_row *j) { return j->n_children > 0; }
+
+bool api_job_batched(const job_row *j)
+{
+    if (!is_parent(j) || !j->spec_json) return false;
+    json_t *o = json_loads(j->spec_json, 0, NULL);
+    bool yes = json_is_true(json_object_get(o, "batched"));
+    json_decref(o);
+    return yes;
+}
+
+/* exchange.every of a stored spec (0 when absent). */
+static int64_t spec_exchange_every(const char *spec_json)
+{
+    json_t *o = spec_json ? json_loads(spec_json, 0, NULL) : NULL;
+    json_t *v = json_object_get(json_object_get(o, "exchange"), "every");
+    int64_t every = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+    json_decref(o);
+    return every;
+}
 
 /* analysis.burn_in of a stored spec (0.2 when absent). */
 static double spec_burn_in(const char *spec_json)
@@ -240,7 +269,10 @@ static json_t *job_json_base(const job_row *j)
     json_object_set_new(o, "backend", j->backend[0] ? json_string(j->backend) : json_null());
     if (j->error[0]) json_object_set_new(o, "error", json_string(j->error));
     json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
-    if (is_parent(j)) json_object_set_new(o, "n_children", json_integer(j->n_children));
+    if (is_parent(j)) {
+        json_object_set_new(o, "n_children", json_integer(j->n_children));
+        json_object_set_new(o, "batched", json_boolean(api_job_batched(j)));
+    }
     return o;
 }
 
@@ -284,12 +316,15 @@ static void add_children(api_server *srv, const job_row *p, json_t *o, bool full
 }
 
 /* The full view: base fields, the parsed spec, and for a sweep parent its children. */
+static json_t *exchange_json(api_server *srv, const job_row *p);
+
 static json_t *job_json_full(api_server *srv, const job_row *j)
 {
     json_t *o = job_json_base(j);
     json_t *spec = j->spec_json ? json_loads(j->spec_json, 0, NULL) : NULL;
     json_object_set_new(o, "spec", spec ? spec : json_null());
     if (is_parent(j)) add_children(srv, j, o, true);
+    if (api_job_batched(j)) json_object_set_new(o, "exchange", exchange_json(srv, j));
     return o;
 }
 
@@ -332,13 +367,19 @@ static int row_from_spec(job_row *j, const bz_spec *sp, const char *owner, int32
     return j->spec_json ? 0 : BZ_ENOMEM;
 }
 
-/* The spec of child i of a sweep: its single temperature, its own seed and name. */
+/* The spec of child i of a sweep: its single temperature, its own seed and name. A chain of a
+ * batched sweep keeps the parent's seed (the group seeds chain i from it) and is a single chain. */
 static void child_spec(const bz_spec *sp, int i, bz_spec *c)
 {
     *c = *sp;
     c->sampler.n_T = 1;
     c->sampler.T[0] = sp->sampler.T[i];
-    c->sampler.seed = (sp->sampler.seed + SWEEP_SEED_STRIDE * (uint64_t)i) & (uint64_t)INT64_MAX; /* a valid seed */
+    if (sp->batched) {
+        c->batched = false;
+        c->exchange_every = 0;
+    } else {
+        c->sampler.seed = (sp->sampler.seed + SWEEP_SEED_STRIDE * (uint64_t)i) & (uint64_t)INT64_MAX; /* a valid seed */
+    }
     char name[sizeof c->name];
     int k = snprintf(name, sizeof name, "%.100s-T%g", sp->name, sp->sampler.T[i]);
     if (k > 0) memcpy(c->name, name, sizeof name);
@@ -629,5 +670,92 @@ enum MHD_Result api_jobs_summary(api_req *r)
     }
     job_row_free(&j);
     if (!o) return api_error(r->conn, 500, "internal", NULL, "out of memory");
+    return api_json(r->conn, 200, o);
+}
+
+/* ---------------------------------------------------------------- replica exchange */
+
+static int keep_record(void *ctx, const obs_record *r)
+{
+    *(obs_record *)ctx = *r;
+    return 1;
+}
+
+/* The job's newest record; false when it has none (or the store fails). */
+static bool newest_record(store *st, int64_t job, obs_record *out)
+{
+    int64_t last = -1;
+    bz_err e = {0};
+    out->step = -1;
+    if (store_obs_last_step(st, job, &last, &e) || last < 0) return false;
+    return store_obs_each(st, job, last - 1, 1, keep_record, out, &e) == 0 && out->step == last;
+}
+
+/* Pair k (chains k, k+1) from chain k's newest record: acceptance, and the attempts the step
+ * implies (rounds r = 0 .. R-1 with R = step / every, pair k tried when r = k mod 2). */
+static json_t *pair_json(const job_row *lo, const job_row *hi, const obs_record *rec, bool have, int64_t every)
+{
+    int64_t rounds = have && every > 0 ? rec->step / every : 0;
+    int64_t attempts = lo->chain % 2 == 0 ? (rounds + 1) / 2 : rounds / 2;
+    double acc = have && attempts > 0 ? rec->v[OBS_EX_ACC] : NAN;
+    json_t *o = json_pack("{s:I, s:o, s:o, s:I, s:I}", "chain", (json_int_t)lo->chain, "T_low", api_num(lo->T),
+                          "T_high", api_num(hi->T), "job_low", (json_int_t)lo->id, "job_high", (json_int_t)hi->id);
+    json_object_set_new(o, "acceptance", api_num(acc));
+    json_object_set_new(o, "attempts", json_integer(attempts));
+    json_object_set_new(o, "accepts", isfinite(acc) ? json_integer((json_int_t)llround(acc * (double)attempts))
+                                                    : json_null());
+    return o;
+}
+
+/* {every, step, rounds, round_trips, pairs: [...], replicas: [...]} of a batched sweep, from the
+ * newest record of each chain (step: the oldest of those, null before any record). */
+static json_t *exchange_json(api_server *srv, const job_row *p)
+{
+    const int64_t every = spec_exchange_every(p->spec_json);
+    job_row *rows = NULL;
+    int64_t n = 0;
+    bz_err e = {0};
+    if (store_job_list(srv->d->st, -1, NULL, p->id, BZ_MAX_TEMPS * 4, 0, &rows, &n, &e)) n = 0;
+    if (n > 0) qsort(rows, (size_t)n, sizeof *rows, cmp_chain);
+    obs_record *rec = calloc(n > 0 ? (size_t)n : 1, sizeof *rec);
+    bool *have = calloc(n > 0 ? (size_t)n : 1, sizeof *have);
+    int64_t step = -1;
+    json_t *pairs = json_array(), *replicas = json_array();
+    for (int64_t k = 0; rec && have && k < n; k++) {
+        have[k] = newest_record(srv->d->st, rows[k].id, &rec[k]);
+        if (have[k] && (step < 0 || rec[k].step < step)) step = rec[k].step;
+        json_array_append_new(replicas, have[k] && every > 0 ? api_num(rec[k].v[OBS_REPLICA]) : json_null());
+    }
+    for (int64_t k = 0; rec && have && k + 1 < n; k++)
+        json_array_append_new(pairs, pair_json(&rows[k], &rows[k + 1], &rec[k], have[k], every));
+    double trips = rec && have && n > 0 && have[0] && every > 0 ? rec[0].v[OBS_ROUND_TRIPS] : NAN;
+    json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "every", (json_int_t)every, "step",
+                          step >= 0 ? json_integer(step) : json_null(), "rounds",
+                          step >= 0 && every > 0 ? json_integer(step / every) : json_integer(0), "round_trips",
+                          api_num(trips), "pairs", pairs, "replicas", replicas);
+    for (int64_t k = 0; k < n; k++) job_row_free(&rows[k]);
+    free(rows);
+    free(rec);
+    free(have);
+    return o;
+}
+
+enum MHD_Result api_jobs_exchange(api_req *r)
+{
+    job_row j;
+    enum MHD_Result res;
+    if (!api_load_job(r, &j, &res)) return res;
+    if (!api_job_batched(&j)) {
+        res = api_error(r->conn, 404, "not_found", NULL,
+                        "job %lld is not a batched sweep: replica exchange runs only between the chains of one"
+                        " (spec \"batched\": true, \"exchange\": {\"every\": N})",
+                        (long long)j.id);
+        job_row_free(&j);
+        return res;
+    }
+    json_t *o = exchange_json(r->srv, &j);
+    json_object_set_new(o, "job", json_integer(j.id));
+    json_object_set_new(o, "status", json_string(job_status_name(j.status)));
+    job_row_free(&j);
     return api_json(r->conn, 200, o);
 }

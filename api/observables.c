@@ -4,7 +4,11 @@
  * body is produced in batches straight from the store by a content reader, so a large answer
  * never sits in memory whole. json: {"job": ID, "records": [...], "count": n, "last_step": s}
  * (null for values that do not apply; page on with since=last_step); csv: a header line and one
- * row per record; ndjson: one record per line. */
+ * row per record; ndjson: one record per line.
+ *
+ * A batched sweep's parent answers with the records of all its chains in (step, chain) order, each
+ * naming its chain and T; a page ends at a step boundary (it may exceed limit by fewer records than
+ * there are chains), so since = last_step pages on without a gap. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,7 @@ typedef struct obs_reader {
     int64_t job, since, left, count;
     obs_format fmt;
     obs_phase phase;
+    bool group;              /* a batched sweep's parent: its chains' records */
     char *buf;
     size_t len, pos, cap;
     int fail;
@@ -88,7 +93,10 @@ static bool refill(obs_reader *o)
     case PH_RECORDS: {
         int64_t want = o->left < OBS_BATCH ? o->left : OBS_BATCH, before = o->count;
         bz_err e = {0};
-        if (want > 0 && store_obs_each(o->st, o->job, o->since, want, put_record, o, &e)) return false;
+        int rc = want <= 0 ? 0
+                 : o->group ? store_obs_each_group(o->st, o->job, o->since, want, put_record, o, &e)
+                            : store_obs_each(o->st, o->job, o->since, want, put_record, o, &e);
+        if (rc) return false;
         if (o->fail) return false;
         if (o->count - before < want || o->left <= 0) o->phase = PH_TAIL;
         return true;
@@ -150,10 +158,11 @@ enum MHD_Result api_obs_get(api_req *r)
     job_row j;
     enum MHD_Result res;
     if (!api_load_job(r, &j, &res)) return res;
+    const bool group = api_job_batched(&j);
     job_row_free(&j);
     obs_reader *o = calloc(1, sizeof *o);
     if (!o) return api_error(r->conn, 500, "internal", NULL, "out of memory");
-    *o = (obs_reader){.st = r->d->st, .job = r->arg[0], .since = since, .left = limit, .fmt = fmt};
+    *o = (obs_reader){.st = r->d->st, .job = r->arg[0], .since = since, .left = limit, .fmt = fmt, .group = group};
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, obs_read, o, obs_free);
     if (!resp) {
         obs_free(o);

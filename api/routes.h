@@ -72,6 +72,8 @@ json_t *api_num(double v);                /* real, or null when not finite */
 json_t *api_time(int64_t ms);             /* ISO-8601 UTC string, or null for 0 */
 /* Look a job up; on failure the 404/500 reply is queued and *res set. */
 bool api_load_job(api_req *r, job_row *j, enum MHD_Result *res);
+/* A batched sweep's parent (its spec says "batched": true): its children's records are its own. */
+bool api_job_batched(const job_row *j);
 api_cache *api_cache_new(void);
 void api_cache_free(api_cache *c);
 
@@ -82,6 +84,7 @@ enum MHD_Result api_jobs_get(api_req *r);
 enum MHD_Result api_jobs_cancel(api_req *r);
 enum MHD_Result api_jobs_delete(api_req *r);
 enum MHD_Result api_jobs_summary(api_req *r);
+enum MHD_Result api_jobs_exchange(api_req *r);
 enum MHD_Result api_obs_get(api_req *r);
 enum MHD_Result api_stream(api_req *r);
 enum MHD_Result api_ckpt_list(api_req *r);

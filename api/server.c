@@ -152,6 +152,7 @@ static const route routes[] = {
     {"GET", API_PREFIX "/jobs/{id}/observables", api_obs_get},
     {"GET", API_PREFIX "/jobs/{id}/stream", api_stream},
     {"GET", API_PREFIX "/jobs/{id}/summary", api_jobs_summary},
+    {"GET", API_PREFIX "/jobs/{id}/exchange", api_jobs_exchange},
     {"GET", API_PREFIX "/jobs/{id}/checkpoints", api_ckpt_list},
     {"GET", API_PREFIX "/jobs/{id}/checkpoints/{seq}", api_ckpt_download},
     {"GET", API_PREFIX "/jobs/{id}/checkpoints/{seq}/weights.npy", api_ckpt_weights},

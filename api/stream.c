@@ -1,4 +1,7 @@
 /* stream.c: GET /jobs/{id}/stream, the job's records as Server-Sent Events.
+ * A batched sweep's parent streams the records of all its chains, in (step, chain) order; there the
+ * id (the step) is on the last chain's record of each step only, so a client that reconnects after
+ * a partly received step gets that step again whole (and keeps the records it had).
  *
  *   retry: 2000                                   once, first
  *   event: observable / id: STEP / data: {...}    one per record, in step order
@@ -26,6 +29,7 @@ typedef struct sse {
     bz_daemon *d;
     struct MHD_Connection *conn;
     int64_t job, last_sent;
+    int32_t group_chains;      /* a batched sweep's parent: its number of chains; 0 otherwise */
     int last_status;           /* -1 before the first status event */
     int keepalive_ms;
     bool done;
@@ -57,7 +61,9 @@ static int put_record(void *ctx, const obs_record *r)
 {
     sse *s = ctx;
     char ev[EVENT_MAX];
-    int k = snprintf(ev, sizeof ev, "event: observable\nid: %lld\ndata: ", (long long)r->step);
+    const bool end_of_step = s->group_chains == 0 || r->chain == s->group_chains - 1;
+    int k = end_of_step ? snprintf(ev, sizeof ev, "event: observable\nid: %lld\ndata: ", (long long)r->step)
+                        : snprintf(ev, sizeof ev, "event: observable\ndata: ");
     int n = obs_to_ndjson(r, ev + k, sizeof ev - (size_t)k - 2);
     if (n < 0) {
         s->fail = true;
@@ -75,7 +81,9 @@ static int emit_records(sse *s)
 {
     int64_t was = s->last_sent;
     bz_err e = {0};
-    if (store_obs_each(s->d->st, s->job, s->last_sent, SSE_BATCH, put_record, s, &e)) return -1;
+    int rc = s->group_chains ? store_obs_each_group(s->d->st, s->job, s->last_sent, SSE_BATCH, put_record, s, &e)
+                             : store_obs_each(s->d->st, s->job, s->last_sent, SSE_BATCH, put_record, s, &e);
+    if (rc) return -1;
     return s->fail ? -1 : s->last_sent != was;
 }
 
@@ -222,11 +230,13 @@ enum MHD_Result api_stream(api_req *r)
     job_row j;
     enum MHD_Result res;
     if (!api_load_job(r, &j, &res)) return res;
+    const int32_t group_chains = api_job_batched(&j) ? j.n_children : 0;
     job_row_free(&j);
     sse *s = calloc(1, sizeof *s);
     if (!s) return api_error(r->conn, 500, "internal", NULL, "out of memory");
     int timeout_ms = r->d->cfg.connection_timeout_s > 0 ? r->d->cfg.connection_timeout_s * 1000 : 60000;
-    *s = (sse){.d = r->d, .conn = r->conn, .job = r->arg[0], .last_sent = since, .last_status = -1,
+    *s = (sse){.d = r->d, .conn = r->conn, .job = r->arg[0], .last_sent = since, .group_chains = group_chains,
+               .last_status = -1,
                .keepalive_ms = timeout_ms / 3 < SSE_KEEPALIVE_MS ? timeout_ms / 3 : SSE_KEEPALIVE_MS};
     if (s->keepalive_ms < SSE_SLICE_MS) s->keepalive_ms = SSE_SLICE_MS;
     put_str(s, "retry: 2000\n\n");

@@ -32,6 +32,12 @@
 
 /* ---- statements (prepared lazily, cached in the handle) ---- */
 
+/* 1 when the spec_json of the jobs row aliased t says "batched": true (a batched sweep parent), else 0
+ * (also for text that is not JSON, so a stray row never makes a query fail). */
+#define BATCHED(t)                                                                                     \
+    "(CASE WHEN json_valid(" t ".spec_json) THEN COALESCE(json_extract(" t ".spec_json, '$.batched'), 0)" \
+    " ELSE 0 END)"
+
 #define JOB_COLS                                                                                       \
     "id, parent_id, n_children, chain, name, owner, method, T, status, priority, created_ms, "        \
     "started_ms, finished_ms, step, steps, steps_per_s, backend, error, cancel_requested, spec_json"
@@ -46,6 +52,7 @@ enum stmt_id {
     ST_SAMPLES_SET, ST_SAMPLES_GET, ST_VERSION,
     ST_USER_ADD, ST_USER_GET, ST_USER_LIST, ST_TOKEN_ADD, ST_TOKEN_GET, ST_TOKEN_LIST, ST_TOKEN_REVOKE,
     ST_JOBS_ACTIVE, ST_CKPT_ALL,
+    ST_CLAIM_CHILDREN, ST_GROUP_FINISH, ST_IS_BATCHED, ST_OBS_SELECT_GROUP,
     ST_COUNT
 };
 
@@ -59,8 +66,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " AND (?3 < 0 OR (?3 = 0 AND parent_id IS NULL) OR parent_id = ?3)"
                     " ORDER BY created_ms DESC, id DESC LIMIT ?4 OFFSET ?5",
     [ST_JOB_STATE] = "SELECT status, n_children, COALESCE(parent_id, 0) FROM jobs WHERE id = ?1",
-    [ST_CLAIM_PICK] = "SELECT id FROM jobs WHERE status = 'queued' AND n_children = 0"
-                      " ORDER BY priority DESC, created_ms, id LIMIT 1",
+    /* A single job, a chain of an unbatched sweep, or a whole batched sweep (its parent). */
+    [ST_CLAIM_PICK] = "SELECT j.id FROM jobs j WHERE j.status = 'queued' AND CASE WHEN j.n_children > 0"
+                      " THEN " BATCHED("j") " ELSE NOT EXISTS (SELECT 1 FROM jobs p WHERE p.id = j.parent_id"
+                      " AND " BATCHED("p") ") END ORDER BY j.priority DESC, j.created_ms, j.id LIMIT 1",
     [ST_CLAIM_MARK] = "UPDATE jobs SET status = 'running', worker = ?3, finished_ms = 0,"
                       " started_ms = CASE WHEN started_ms > 0 THEN started_ms ELSE ?2 END WHERE id = ?1",
     [ST_SET_STATUS] = "UPDATE jobs SET status = ?2, error = ?3, finished_ms = ?4,"
@@ -85,8 +94,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " TOTAL(status = 'failed'), TOTAL(status = 'cancelled'),"
                       " COALESCE(MIN(NULLIF(started_ms, 0)), 0), COALESCE(MAX(finished_ms), 0),"
                       " COALESCE(SUM(step), 0), COALESCE(SUM(steps), 0) FROM jobs WHERE parent_id = ?1",
-    [ST_PARENT_FAILED] = "SELECT chain, error FROM jobs WHERE parent_id = ?1 AND status = 'failed'"
-                         " ORDER BY chain, id LIMIT 1",
+    [ST_PARENT_FAILED] = "SELECT c.chain, c.error, " BATCHED("p") " FROM jobs c JOIN jobs p ON p.id = c.parent_id"
+                         " WHERE c.parent_id = ?1 AND c.status = 'failed' ORDER BY c.chain, c.id LIMIT 1",
     [ST_PARENT_UPDATE] = "UPDATE jobs SET status = ?2, started_ms = ?3, finished_ms = ?4, error = ?5,"
                          " step = ?6, steps = ?7 WHERE id = ?1",
     [ST_OBS_INSERT] = NULL, /* built from obs_names in store_open */
@@ -119,6 +128,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOBS_ACTIVE] = "SELECT COUNT(*) FROM jobs WHERE owner = ?1 AND n_children = 0"
                        " AND status IN ('queued', 'running')",
     [ST_CKPT_ALL] = "SELECT job_id, seq, step, path, size, checksum, created_ms FROM checkpoints ORDER BY job_id, seq",
+    [ST_CLAIM_CHILDREN] = "UPDATE jobs SET status = 'running', worker = ?3, finished_ms = 0,"
+                          " started_ms = CASE WHEN started_ms > 0 THEN started_ms ELSE ?2 END"
+                          " WHERE parent_id = ?1 AND status = 'queued'",
+    [ST_GROUP_FINISH] = "UPDATE jobs SET status = ?2, error = ?3, finished_ms = ?4,"
+                        " worker = CASE WHEN ?2 = 'queued' THEN NULL ELSE worker END"
+                        " WHERE parent_id = ?1 AND status IN ('queued', 'running')",
+    [ST_IS_BATCHED] = "SELECT " BATCHED("jobs") " FROM jobs WHERE id = ?1",
+    [ST_OBS_SELECT_GROUP] = NULL, /* built from obs_names in store_open */
 };
 
 struct store {
@@ -127,6 +144,7 @@ struct store {
     sqlite3_stmt *st[ST_COUNT];
     char *obs_insert_sql;
     char *obs_select_sql;
+    char *obs_select_group_sql;
 };
 
 static const char *const status_names[JOB_STATUS_COUNT] = {"queued", "running", "succeeded", "failed", "cancelled"};
@@ -180,8 +198,12 @@ static int no_job(bz_err *e, int64_t id) { return bz_fail(e, BZ_EINVAL, NULL, "n
 /* Cached statement id, reset and with bindings cleared. */
 static int stmt(store *s, enum stmt_id id, sqlite3_stmt **out, bz_err *e)
 {
+    *out = NULL;
     if (!s->st[id]) {
-        const char *sql = id == ST_OBS_INSERT ? s->obs_insert_sql : id == ST_OBS_SELECT ? s->obs_select_sql : stmt_sql[id];
+        const char *sql = id == ST_OBS_INSERT         ? s->obs_insert_sql
+                          : id == ST_OBS_SELECT       ? s->obs_select_sql
+                          : id == ST_OBS_SELECT_GROUP ? s->obs_select_group_sql
+                                                      : stmt_sql[id];
         int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->st[id], NULL);
         if (rc != SQLITE_OK) return fail_db(s, e, rc, "prepare");
     }
@@ -294,11 +316,20 @@ static char *obs_column_list(void)
     return s;
 }
 
+/* The records of every chain of a sweep (?1 the parent) with step > ?2, in (step, chain) order, up to
+ * and including the step of the ?3-th such record (1-based; ?3 huge: all): a page never ends
+ * inside a step, so paging on with since = the last step skips nothing. */
+#define GROUP_OBS_WHERE                                                                                \
+    " FROM observables WHERE job_id IN (SELECT id FROM jobs WHERE parent_id = ?1) AND step > ?2"
+#define GROUP_OBS_TAIL                                                                                 \
+    GROUP_OBS_WHERE " AND step <= COALESCE((SELECT step" GROUP_OBS_WHERE " ORDER BY step LIMIT 1 OFFSET ?3 - 1),"  \
+    " 9223372036854775807) ORDER BY step, chain"
+
 static int build_obs_sql(store *s, bz_err *e)
 {
     char *cols = obs_column_list();
-    char *ins = NULL, *sel = NULL;
-    size_t il = 0, ic = 0, sl = 0, sc = 0;
+    char *ins = NULL, *sel = NULL, *grp = NULL;
+    size_t il = 0, ic = 0, sl = 0, sc = 0, gl = 0, gc = 0;
     int rc = cols ? 0 : BZ_ENOMEM;
     if (!rc) rc = str_append(&ins, &il, &ic, "INSERT OR REPLACE INTO observables (job_id, ", cols);
     if (!rc) rc = str_append(&ins, &il, &ic, ") VALUES (?1, ?2, ?3, ?4, ?5", NULL);
@@ -306,14 +337,18 @@ static int build_obs_sql(store *s, bz_err *e)
     if (!rc) rc = str_append(&ins, &il, &ic, ")", NULL);
     if (!rc) rc = str_append(&sel, &sl, &sc, "SELECT ", cols);
     if (!rc) rc = str_append(&sel, &sl, &sc, " FROM observables WHERE job_id = ?1 AND step > ?2 ORDER BY step LIMIT ?3", NULL);
+    if (!rc) rc = str_append(&grp, &gl, &gc, "SELECT ", cols);
+    if (!rc) rc = str_append(&grp, &gl, &gc, GROUP_OBS_TAIL, NULL);
     free(cols);
     if (rc) {
         free(ins);
         free(sel);
+        free(grp);
         return bz_fail(e, BZ_ENOMEM, NULL, "store: out of memory building the observable statements");
     }
     s->obs_insert_sql = ins;
     s->obs_select_sql = sel;
+    s->obs_select_group_sql = grp;
     return 0;
 }
 
@@ -539,6 +574,7 @@ void store_close(store *s)
     sqlite3_close(s->db);
     free(s->obs_insert_sql);
     free(s->obs_select_sql);
+    free(s->obs_select_group_sql);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -770,9 +806,13 @@ static int parent_refresh_locked(store *s, int64_t parent, bz_err *e)
         rc = stmt(s, ST_PARENT_FAILED, &q, e);
         if (rc) return rc;
         sqlite3_bind_int64(q, 1, parent);
-        if (sqlite3_step(q) == SQLITE_ROW)
-            snprintf(error, sizeof error, "chain %d: %s", sqlite3_column_int(q, 0),
-                     sqlite3_column_text(q, 1) ? (const char *)sqlite3_column_text(q, 1) : "");
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            const char *msg = sqlite3_column_text(q, 1) ? (const char *)sqlite3_column_text(q, 1) : "";
+            /* A batched group fails as one, with one message for all (it names the chain when a
+             * chain was at fault), so it goes up as it is. */
+            if (sqlite3_column_int(q, 2)) snprintf(error, sizeof error, "%s", msg);
+            else snprintf(error, sizeof error, "chain %d: %s", sqlite3_column_int(q, 0), msg);
+        }
         sqlite3_reset(q);
     }
     rc = stmt(s, ST_PARENT_UPDATE, &q, e);
@@ -797,14 +837,18 @@ static int claim_locked(store *s, const char *worker, job_row *out, bz_err *e)
     sqlite3_reset(q);
     if (r == SQLITE_DONE) return bz_fail(e, BZ_ESTATE, NULL, "no queued job");
     if (r != SQLITE_ROW) return fail_db(s, e, r, "claim job");
-    rc = stmt(s, ST_CLAIM_MARK, &q, e);
-    if (rc) return rc;
-    sqlite3_bind_int64(q, 1, id);
-    sqlite3_bind_int64(q, 2, store_now_ms());
-    bind_text(q, 3, worker ? worker : "");
-    rc = exec_stmt(s, q, NULL, "claim job", e);
+    const int64_t now = store_now_ms();
+    for (int pass = 0; pass < 2 && !rc; pass++) { /* the job itself, then a batched parent's children */
+        rc = stmt(s, pass ? ST_CLAIM_CHILDREN : ST_CLAIM_MARK, &q, e);
+        if (rc) return rc;
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, now);
+        bind_text(q, 3, worker ? worker : "");
+        rc = exec_stmt(s, q, NULL, "claim job", e);
+    }
     if (!rc) rc = job_get_locked(s, id, out, e);
     if (!rc && out->parent_id > 0) rc = parent_refresh_locked(s, out->parent_id, e);
+    if (!rc && out->n_children > 0) rc = parent_refresh_locked(s, id, e);
     if (rc && out->spec_json) job_row_free(out);
     return rc;
 }
@@ -903,6 +947,20 @@ static int run_id_stmt(store *s, enum stmt_id id, int64_t job, int64_t arg2, boo
     return exec_stmt(s, q, NULL, what, e);
 }
 
+/* Whether job id's spec says "batched": true (a batched sweep parent). */
+static int is_batched_locked(store *s, int64_t id, bool *yes, bz_err *e)
+{
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_IS_BATCHED, &q, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(q, 1, id);
+    int r = sqlite3_step(q);
+    if (r == SQLITE_ROW) *yes = sqlite3_column_int(q, 0) != 0;
+    else rc = r == SQLITE_DONE ? no_job(e, id) : fail_db(s, e, r, "batched job");
+    sqlite3_reset(q);
+    return rc;
+}
+
 static int cancel_locked(store *s, int64_t id, job_status *now, bz_err *e)
 {
     job_status st;
@@ -911,6 +969,12 @@ static int cancel_locked(store *s, int64_t id, job_status *now, bz_err *e)
     if (rc) return rc;
     if (job_status_final(st))
         return bz_fail(e, BZ_ESTATE, NULL, "job %lld is already %s", (long long)id, job_status_name(st));
+    bool batched = false;
+    if (parent > 0 && (rc = is_batched_locked(s, parent, &batched, e))) return rc;
+    if (batched)
+        return bz_fail(e, BZ_ESTATE, NULL,
+                       "job %lld is a chain of batched sweep %lld, whose chains run as one; cancel job %lld",
+                       (long long)id, (long long)parent, (long long)parent);
     int64_t t = store_now_ms();
     /* A parent is cancelled itself too; refreshing it from its children below overrides that while
      * a chain still runs (and a half-inserted sweep without children stays cancelled). */
@@ -1136,6 +1200,117 @@ int store_obs_each(store *s, int64_t job, int64_t since, int64_t limit, store_ob
         if (r != SQLITE_ROW && r != SQLITE_DONE) rc = fail_db(s, e, r, "read observables");
         sqlite3_reset(q);
     }
+    unlock(s);
+    return rc;
+}
+
+/* The callback runs with the handle locked, as for store_obs_each. */
+int store_obs_each_group(store *s, int64_t parent, int64_t since, int64_t limit, store_obs_fn fn, void *ctx,
+                         bz_err *e)
+{
+    lock(s);
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_OBS_SELECT_GROUP, &q, e);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, parent);
+        sqlite3_bind_int64(q, 2, since);
+        sqlite3_bind_int64(q, 3, limit > 0 ? limit : INT64_MAX);
+        obs_record rec;
+        int r;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+            read_obs(q, &rec);
+            if (fn(ctx, &rec)) break;
+        }
+        if (r != SQLITE_ROW && r != SQLITE_DONE) rc = fail_db(s, e, r, "read observables of a sweep");
+        sqlite3_reset(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int obs_insert_chains_locked(store *s, const int64_t *job_of_chain, int32_t n_chains, const obs_record *r,
+                                    int64_t n, bz_err *e)
+{
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_OBS_INSERT, &q, e);
+    for (int64_t k = 0; !rc && k < n; k++) {
+        if (r[k].chain < 0 || r[k].chain >= n_chains)
+            return bz_fail(e, BZ_EINVAL, NULL, "store: a record of chain %d, but the group has chains 0..%d",
+                           (int)r[k].chain, (int)n_chains - 1);
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, job_of_chain[r[k].chain]);
+        sqlite3_bind_int64(q, 2, r[k].step);
+        bind_real(q, 3, r[k].t_wall);
+        bind_real(q, 4, r[k].T);
+        sqlite3_bind_int(q, 5, r[k].chain);
+        for (int i = 0; i < OBS_COUNT; i++) bind_real(q, 6 + i, r[k].v[i]);
+        rc = exec_stmt(s, q, NULL, "insert observables", e);
+    }
+    return rc;
+}
+
+int store_obs_insert_chains(store *s, const int64_t *job_of_chain, int32_t n_chains, const obs_record *r, int64_t n,
+                            bz_err *e)
+{
+    if (n <= 0) return 0;
+    lock(s);
+    int rc = tx_begin(s, e);
+    if (!rc) rc = tx_end(s, obs_insert_chains_locked(s, job_of_chain, n_chains, r, n, e), e);
+    unlock(s);
+    return rc;
+}
+
+static int group_progress_locked(store *s, const int64_t *jobs, const int64_t *steps, const double *steps_per_s,
+                                 int32_t n, bz_err *e)
+{
+    sqlite3_stmt *q;
+    int rc = 0;
+    for (int32_t k = 0; k < n && !rc; k++) {
+        int64_t changed = 0;
+        rc = stmt(s, ST_PROGRESS, &q, e);
+        if (rc) return rc;
+        sqlite3_bind_int64(q, 1, jobs[k]);
+        sqlite3_bind_int64(q, 2, steps[k]);
+        bind_real(q, 3, steps_per_s[k]);
+        rc = exec_stmt(s, q, &changed, "progress", e);
+        if (!rc && changed == 0) rc = no_job(e, jobs[k]);
+    }
+    if (!rc && n > 0) rc = run_id_stmt(s, ST_PARENT_STEP, jobs[0], 0, false, "progress of the sweep", e);
+    return rc;
+}
+
+int store_group_progress(store *s, const int64_t *jobs, const int64_t *steps, const double *steps_per_s, int32_t n,
+                         bz_err *e)
+{
+    lock(s);
+    int rc = tx_begin(s, e);
+    if (!rc) rc = tx_end(s, group_progress_locked(s, jobs, steps, steps_per_s, n, e), e);
+    unlock(s);
+    return rc;
+}
+
+static int group_finish_locked(store *s, int64_t parent, job_status st, const char *error, bz_err *e)
+{
+    sqlite3_stmt *q;
+    int rc = stmt(s, ST_GROUP_FINISH, &q, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(q, 1, parent);
+    bind_text(q, 2, job_status_name(st));
+    bind_text(q, 3, error ? error : "");
+    sqlite3_bind_int64(q, 4, job_status_final(st) ? store_now_ms() : 0);
+    rc = exec_stmt(s, q, NULL, "finish a batched sweep", e);
+    if (!rc) rc = parent_refresh_locked(s, parent, e);
+    return rc;
+}
+
+int store_group_finish(store *s, int64_t parent, job_status st, const char *error, bz_err *e)
+{
+    if (st != JOB_QUEUED && !(st >= 0 && st < JOB_STATUS_COUNT && job_status_final(st)))
+        return bz_fail(e, BZ_EINVAL, NULL, "store: finish a batched sweep: %s is not a queued or final status",
+                       job_status_name(st));
+    lock(s);
+    int rc = tx_begin(s, e);
+    if (!rc) rc = tx_end(s, group_finish_locked(s, parent, st, error, e), e);
     unlock(s);
     return rc;
 }

@@ -63,15 +63,18 @@ int store_job_get(store *s, int64_t id, job_row *out, bz_err *e);
  * the children of that parent. *rows is malloc'ed (free each with job_row_free, then free). */
 int store_job_list(store *s, int status, const char *owner, int64_t parent, int64_t limit, int64_t offset,
                    job_row **rows, int64_t *count, bz_err *e);
-/* Atomically take the next queued non-parent job (highest priority, then oldest) and mark it
- * running with started_ms and the worker's name; BZ_ESTATE when none is queued. */
+/* Atomically take the next queued job (highest priority, then oldest) and mark it running with
+ * started_ms and the worker's name; BZ_ESTATE when none is queued. What a worker runs: a single
+ * job, a chain of an unbatched sweep, or a batched sweep as a whole: its parent (spec "batched":
+ * true), whose children are all marked running with it (and are never claimed on their own). */
 int store_job_claim(store *s, const char *worker, job_row *out, bz_err *e);
 /* Set a final or queued status, error text (may be NULL) and finished_ms for final ones. */
 int store_job_set_status(store *s, int64_t id, job_status st, const char *error, bz_err *e);
 int store_job_set_backend(store *s, int64_t id, const char *backend, bz_err *e);
 int store_job_progress(store *s, int64_t id, int64_t step, double steps_per_s, bz_err *e);
 /* Queued: becomes cancelled at once. Running: cancel_requested is set (the worker stops within
- * one record interval). Final: BZ_ESTATE. A sweep parent cancels all its unfinished children. */
+ * one record interval). Final: BZ_ESTATE. A sweep parent cancels all its unfinished children.
+ * A chain of a batched sweep cannot be cancelled alone (BZ_ESTATE naming the sweep). */
 int store_job_cancel(store *s, int64_t id, job_status *now, bz_err *e);
 int store_job_cancel_requested(store *s, int64_t id, bool *yes, bz_err *e);
 /* Delete a finished job (and a sweep parent's children) with its observables, checkpoint and
@@ -85,6 +88,16 @@ int store_count_by_status(store *s, int64_t *counts, bz_err *e);
  * failed/cancelled if any is and none is unfinished, else succeeded. Updates the parent row. */
 int store_parent_refresh(store *s, int64_t parent_id, bz_err *e);
 
+/* ---- batched sweeps (one worker runs every chain; the rows stay one child per chain) ---- */
+
+/* Every unfinished child of a batched sweep gets status st (queued or final) and the error text
+ * (may be NULL), and the parent is refreshed: all in one transaction, so a group never ends half
+ * finished (which would leave it neither claimable nor final). */
+int store_group_finish(store *s, int64_t parent, job_status st, const char *error, bz_err *e);
+/* Progress of n chains (jobs[k] at steps[k], steps_per_s[k]) and of their parent, one transaction. */
+int store_group_progress(store *s, const int64_t *jobs, const int64_t *steps, const double *steps_per_s, int32_t n,
+                         bz_err *e);
+
 /* ---- observables ---- */
 
 /* Insert records in one transaction (a duplicate step replaces the old row). */
@@ -95,6 +108,16 @@ int store_obs_delete_after(store *s, int64_t job, int64_t after_step, bz_err *e)
  * fn returns non-zero to stop early. */
 typedef int (*store_obs_fn)(void *ctx, const obs_record *r);
 int store_obs_each(store *s, int64_t job, int64_t since, int64_t limit, store_obs_fn fn, void *ctx, bz_err *e);
+/* Records of a group, one transaction: record r goes to job_of_chain[r.chain] (BZ_EINVAL for a
+ * chain outside 0..n_chains-1). A batched worker inserts whole rounds (every chain at one step)
+ * this way, so readers never see a step that some chains have and others not yet. */
+int store_obs_insert_chains(store *s, const int64_t *job_of_chain, int32_t n_chains, const obs_record *r, int64_t n,
+                            bz_err *e);
+/* The records of all children of a sweep parent with step > since, in (step, chain) order. limit
+ * (<= 0: none) is met at a step boundary: the page holds every record of its last step, so it can
+ * exceed limit by up to n_children - 1 records, and since = the last step pages on without a gap. */
+int store_obs_each_group(store *s, int64_t parent, int64_t since, int64_t limit, store_obs_fn fn, void *ctx,
+                         bz_err *e);
 /* Step of the job's last record, -1 when none. */
 int store_obs_last_step(store *s, int64_t job, int64_t *step, bz_err *e);
 

@@ -1,7 +1,8 @@
 /* worker.h: the daemon's worker threads. Each claims the next queued job from the store, runs
  * its chain to the end (resuming from its newest checkpoint after a restart), and writes
  * observables (batched), samples and checkpoints; it honours cancel within one record interval
- * and, at shutdown, checkpoints the chain and puts the job back in the queue. */
+ * and, at shutdown, checkpoints the chain and puts the job back in the queue. A batched sweep
+ * ("batched": true) is claimed whole: one worker runs all its chains as one group (worker.c). */
 #ifndef BZ_WORKER_H
 #define BZ_WORKER_H
 

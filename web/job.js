@@ -9,14 +9,22 @@
 //
 // A sweep (parent job): its chains, their equilibrium means with error bars against T, and the
 // table behind them; chains still running show provisional means from their records so far.
+//
+// A batched sweep (all chains in one job) adds, above that: every chain's time series on shared
+// plots (one colour per T, blue cold to red hot, legend "T = ..."), read like one chain's (CSV
+// history of the parent's /observables, which holds every chain's records, then the parent's SSE
+// stream), the replica-exchange acceptance per pair of neighbouring temperatures (table with bars,
+// from the job's "exchange", polled with the sweep), and the group's checkpoints (one file for all
+// chains; weights per chain).
 import { api, apiText, API, token, authHeaders, describe, el, $, banner, fmtNum, fmtInt, fmtTime, fmtBytes,
          fmtDuration, statusBadge, progressBar, initHeader, downloadLink, FINAL } from './api.js';
-import { Records, LivePlot, TPlot } from './plots.js';
+import { Records, ChainRecords, chainKey, tempColor, LivePlot, TPlot } from './plots.js';
 
 const PAGE = 20000;                // records per history request
 const SUMMARY_EVERY_MS = 10000;    // summary and files refresh while running
 const SWEEP_EVERY_MS = 3000;
 const OBS = ['U', 'loss', 'w2', 'train_err', 'test_err', 'val_err', 'kin_T', 'r_mean', 'r_max', 'acc_rate'];
+const CHAIN_OBS = ['U', 'train_err', 'w2', 'ex_acc'];   // a batched sweep's per-chain plots
 
 const id = Number(new URLSearchParams(location.search).get('id'));
 const root = $('#job');
@@ -129,8 +137,8 @@ function plotDefs(method) {
   return defs;
 }
 
-function renderChain() {
-  const live = el('span.live#live', 'loading history…');
+/** The x-axis switch (step or wall-clock) of the live plots. */
+function xAxisSwitch() {
   const seg = el('span.seg', ...['step', 't_wall'].map((x) => el('button', {
     type: 'button', class: x === xAxis ? 'on' : null, dataset: { x },
     onclick: (ev) => {
@@ -141,6 +149,12 @@ function renderChain() {
       ev.currentTarget.blur();
     },
   }, x === 'step' ? 'step' : 'wall-clock time')));
+  return seg;
+}
+
+function renderChain() {
+  const live = el('span.live#live', 'loading history…');
+  const seg = xAxisSwitch();
   const csv = downloadLink(`jobs/${job.id}/observables?format=csv&limit=100000`, `job-${job.id}-observables.csv`, 'records as CSV',
     'the first 100 000 records (the API\'s page limit; page on with ?since=STEP)');
   const grid = el('div.grid#plots');
@@ -232,6 +246,7 @@ async function onStatus(s) {
     setLive('done', `${s.status} · ${fmtInt(records.n)} records`);
   }
   if (changed || FINAL.has(s.status)) {
+    if (job.n_children > 0) { sweepTick(true); return; } // a batched sweep: its own refresh
     try { job = await api(`jobs/${job.id}`); } catch { /* keep what the stream said */ }
     refreshHeader();
     refreshDetails();
@@ -391,10 +406,13 @@ let tplots = [];
 function renderSweep() {
   const grid = el('div.grid#tplots');
   root.replaceChildren(el('div#header', ...header()),
+    ...(job.batched ? batchedParts() : []),
     el('section.card#chains', el('h2', 'Chains'), el('p.muted', 'Loading…')),
     grid,
     el('section.card#sweep-table', el('h2', 'Equilibrium means against T')),
+    ...(job.batched ? [el('section.card#group-files', el('h2', 'Checkpoints'), el('p.muted', 'Loading…'))] : []),
     specCard());
+  if (job.batched) startBatched();
   tplots = [
     new TPlot(grid, { id: 'T-energy', title: 'U and loss against T', series: [{ key: 'U' }, { key: 'loss' }] }),
     new TPlot(grid, { id: 'T-error', title: 'Training and test error against T', series: [{ key: 'train_err', label: 'train error' }, { key: 'test_err', label: 'test error' }] }),
@@ -410,6 +428,7 @@ async function sweepTick(reload = true) {
     try { job = await api(`jobs/${job.id}`); refreshHeader(); } catch (e) { banner(`Cannot refresh: ${describe(e)}`); }
   }
   renderChildren();
+  if (job.batched) { renderExchange(); loadGroupFiles(); }
   const rows = await withProvisional(job.summary_vs_T || []);
   tplots.forEach((p) => p.set(rows));
   renderSweepTable(rows);
@@ -433,10 +452,11 @@ async function withProvisional(rows) {
 
 function renderChildren() {
   const kids = job.children || [];
-  $('#chains').replaceChildren(el('h2', `Chains (${kids.length})`),
+  const swatch = (c) => (job.batched ? el('span.swatch', { style: `background:${tempColor(c.chain, kids.length)}` }) : null);
+  $('#chains').replaceChildren(el('h2', `Chains (${kids.length})`, job.batched ? el('span.muted.small', 'batched: one job runs them all') : null),
     el('table.compact', el('thead', el('tr', el('th.num', 'chain'), el('th.num', 'T'), el('th', 'job'), el('th', 'status'), el('th.progress-col', 'progress'), el('th.num', 'steps/s'), el('th', 'backend'))),
       el('tbody', kids.map((c) => el('tr', { dataset: { id: c.id } },
-        el('td.num', String(c.chain)), el('td.num', fmtNum(c.T, 4)), el('td', el('a', { href: `job.html?id=${c.id}` }, `#${c.id} ${c.name}`)),
+        el('td.num', String(c.chain)), el('td.num', swatch(c), fmtNum(c.T, 4)), el('td', el('a', { href: `job.html?id=${c.id}` }, `#${c.id} ${c.name}`)),
         el('td', statusBadge(c.status)), el('td.progress-col', progressBar(c)),
         el('td.num', c.status === 'running' && c.steps_per_s ? fmtNum(c.steps_per_s, 3) : '–'), el('td', c.backend || '–'))))));
 }
@@ -452,4 +472,93 @@ function renderSweepTable(rows) {
         el('td.num', fmtInt(r.records)), ...cols.map((c) => el('td.num', cell(r[c]))))))),
     el('p.summary-note', 'Means over each chain after its burn-in, ± one standard error corrected for autocorrelation. '
       + 'Chains still running show their means so far (provisional); queued chains have none.'));
+}
+
+/* ---------------------------------------------------------------- a batched sweep */
+
+const sortedKids = () => (job.children || []).slice().sort((a, b) => a.chain - b.chain);
+const fmtT = (T) => fmtNum(T, 3);
+
+function batchedParts() {
+  const csv = downloadLink(`jobs/${job.id}/observables?format=csv&limit=100000`, `job-${job.id}-observables.csv`, 'records as CSV',
+    'every chain\'s records in (step, chain) order, the first 100 000 (page on with ?since=STEP)');
+  return [
+    el('div.toolbar', el('span.muted.small', 'x axis'), xAxisSwitch(), el('span.live#live', 'loading history…'), el('span.spacer'), csv),
+    el('div.grid#chain-plots'),
+    el('section.card#exchange', el('h2', 'Replica exchange'), el('p.muted', 'Loading…')),
+  ];
+}
+
+/** Every chain on shared plots: history from the parent's records, then its stream. */
+function startBatched() {
+  const kids = sortedKids();
+  const K = kids.length;
+  records = new ChainRecords(CHAIN_OBS, kids.map((c) => c.chain));
+  const perChain = (key) => kids.map((c) => ({ key: chainKey(key, c.chain), label: `T = ${fmtT(c.T)}`, color: tempColor(c.chain, K) }));
+  const defs = [
+    { id: 'chains-U', title: 'Energy U of every chain', series: perChain('U'), logY: true },
+    { id: 'chains-train_err', title: 'Training error of every chain', series: perChain('train_err') },
+    { id: 'chains-w2', title: 'Mean squared weight w² of every chain', series: perChain('w2'), logY: true },
+  ];
+  if (job.exchange?.every > 0) {
+    defs.push({ id: 'chains-ex_acc', title: 'Exchange acceptance per pair (cumulative)',
+      series: kids.slice(0, -1).map((c, i) => ({ key: chainKey('ex_acc', c.chain), label: `T ${fmtT(c.T)} ↔ ${fmtT(kids[i + 1].T)}`, color: tempColor(c.chain, K) })) });
+  }
+  const grid = $('#chain-plots');
+  plots = defs.map((d) => new LivePlot(grid, records, { ...d, x: xAxis }));
+  loadHistory().then(() => {
+    if (FINAL.has(job.status)) setLive('done', `${job.status} · ${fmtInt(records.n)} steps of ${K} chains`);
+    else attachStream();
+  });
+}
+
+/** Acceptance per pair of neighbouring temperatures, as a table with bars, and the replica walk. */
+function renderExchange() {
+  const card = $('#exchange');
+  const ex = job.exchange;
+  if (!card) return;
+  if (!ex || !(ex.every > 0)) {
+    card.replaceChildren(el('h2', 'Replica exchange'), el('p.muted',
+      'Off: the chains run side by side without exchanges. "exchange": {"every": N} in the spec swaps neighbouring temperatures every N steps.'));
+    return;
+  }
+  const kids = sortedKids();
+  const pct = (a) => (a == null ? '–' : `${(100 * a).toFixed(1)}%`);
+  const rows = ex.pairs.map((p) => el('tr', { dataset: { pair: p.chain } },
+    el('td.num', el('span.swatch', { style: `background:${tempColor(p.chain, kids.length)}` }), fmtT(p.T_low)),
+    el('td.num', fmtT(p.T_high)),
+    el('td.num.acc', pct(p.acceptance)),
+    el('td', el('div.accbar', { title: pct(p.acceptance) }, el('div.accfill', { style: `width:${(100 * (p.acceptance || 0)).toFixed(1)}%;background:${tempColor(p.chain, kids.length)}` }))),
+    el('td.num', `${fmtInt(p.accepts)} / ${fmtInt(p.attempts)}`)));
+  const replicas = (ex.replicas || []).map((r, k) => `${fmtT(kids[k]?.T)}: ${r == null ? '–' : r}`).join(' · ');
+  card.replaceChildren(el('h2', 'Replica exchange', el('span.muted.small', `every ${fmtInt(ex.every)} steps · ${fmtInt(ex.rounds)} rounds`
+      + (ex.step != null ? ` by step ${fmtInt(ex.step)}` : ''))),
+    el('table.compact.exchange', el('thead', el('tr', el('th.num', 'T low'), el('th.num', 'T high'), el('th.num', 'acceptance'), el('th', ''), el('th.num', 'accepted / tried'))),
+      el('tbody', rows)),
+    el('p.summary-note', el('b', `${ex.round_trips == null ? '–' : fmtInt(ex.round_trips)} round trips`),
+      ' (a replica going from the lowest T to the highest and back). Replica now at each T: ', replicas, '. ',
+      'Acceptance is cumulative since the start; pairs are tried in alternate rounds.'));
+}
+
+/** The group's checkpoints: one file for all chains, weights per chain. */
+let groupFilesAt = 0;
+async function loadGroupFiles() {
+  const card = $('#group-files');
+  if (!card || (Date.now() - groupFilesAt < SUMMARY_EVERY_MS && !FINAL.has(job.status))) return;
+  groupFilesAt = Date.now();
+  let ck;
+  try { ck = await api(`jobs/${job.id}/checkpoints`); } catch (e) {
+    card.replaceChildren(el('h2', 'Checkpoints'), el('p.muted', `Not available: ${describe(e)}`));
+    return;
+  }
+  const kids = sortedKids();
+  const base = `jobs/${job.id}/checkpoints`;
+  card.replaceChildren(el('h2', 'Checkpoints', el('span.muted.small', 'one file holds every chain; weight samples are on each chain\'s page')),
+    ck.checkpoints.length ? el('table.compact.files', el('thead', el('tr', el('th.num', 'seq'), el('th.num', 'step'), el('th.num', 'size'), el('th', 'written'), el('th', 'download'))),
+      el('tbody', ck.checkpoints.slice().reverse().map((c) => el('tr',
+        el('td.num', String(c.seq)), el('td.num', fmtInt(c.step)), el('td.num', fmtBytes(c.size)), el('td.time', fmtTime(c.created)),
+        el('td', downloadLink(`${base}/${c.seq}`, `job-${job.id}-ckpt-${c.seq}.bzc`, '.bzc', 'the group checkpoint (every chain)'), ' · weights at T ',
+          kids.map((k, i) => [i ? ' ' : '', downloadLink(`${base}/${c.seq}/weights.npy?chain=${k.chain}`, `job-${job.id}-ckpt-${c.seq}-chain-${k.chain}-weights.npy`,
+            fmtT(k.T), `chain ${k.chain}'s weights as a NumPy float32 vector`)]))))))
+      : el('p.muted', FINAL.has(job.status) ? 'No checkpoints.' : 'No checkpoints yet.'));
 }

@@ -102,7 +102,8 @@ function row(j) {
   const sweep = j.n_children > 0;
   const href = `job.html?id=${j.id}`;
   const name = el('td.name', el('a', { href }, j.name),
-    sweep ? el('span.tag', { title: 'a temperature sweep: one chain per T' }, `sweep · ${j.n_children} T`) : null);
+    sweep ? el('span.tag', { title: j.batched ? 'a batched sweep: one job runs a chain per T' : 'a temperature sweep: one chain per T' },
+      `${j.batched ? 'batched' : 'sweep'} · ${j.n_children} T`) : null);
   const err = j.error ? el('div.row-error', { title: j.error }, j.error) : null;
   if (err) name.append(err);
   const started = el('td.time', { title: j.started ? fmtTime(j.started) : '' }, fmtTimeShort(j.started));

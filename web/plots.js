@@ -1,7 +1,9 @@
 // plots.js: the dashboard's plots on uPlot (web/vendor/uPlot.iife.min.js, the global `uPlot`).
 //
 // Records: a Records store keeps a job's observables column-wise (Float64Array, NaN for null),
-// growing as history pages and stream events arrive.
+// growing as history pages and stream events arrive. ChainRecords does the same for the chains of
+// a batched sweep, which share their record steps: one row per step, a column per (observable,
+// chain), so one LivePlot draws every chain (a series per chain, coloured by its T: tempColor).
 //
 // Decimation: a LivePlot never hands uPlot more than MAX_POINTS points, whatever the number of
 // records. It splits the visible x range into buckets (at most one per pixel column) and keeps,
@@ -20,6 +22,10 @@ export const LOG_FLOOR = 1e-15;
 
 const PALETTE = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4b5563'];
 export const color = (i) => PALETTE[i % PALETTE.length];
+/** The colour of temperature i of n (in increasing T): blue (cold) through green to red (hot). */
+export const tempColor = (i, n) => `hsl(${Math.round(n > 1 ? 230 - 230 * i / (n - 1) : 230)}, 72%, 44%)`;
+/** The column of observable key of one chain in a ChainRecords store. */
+export const chainKey = (key, chain) => `${key}@${chain}`;
 
 /* ---------------------------------------------------------------- records, column-wise */
 
@@ -82,6 +88,50 @@ export class Records {
     if (!c) return false;
     for (let i = 0; i < this.n; i++) if (Number.isFinite(c[i])) return true;
     return false;
+  }
+}
+
+/**
+ * new ChainRecords(keys, chains): the records of a batched sweep's chains (chain ids in `chains`),
+ * arriving in (step, chain) order as the parent's /observables and stream give them. Each step is
+ * one row (x: step, and chain 0's t_wall); chain c's value of key k is in column chainKey(k, c),
+ * NaN until that chain's record of the step arrives. Older steps are ignored.
+ */
+export class ChainRecords extends Records {
+  constructor(keys, chains) {
+    super(chains.flatMap((c) => keys.map((k) => chainKey(k, c))));
+    this.base = keys;
+  }
+  push(rec) {
+    if (!(rec.step >= this.lastStep)) return false;
+    if (rec.step > this.lastStep) {
+      if (this.n === this.cap) this._grow();
+      for (const k of this.keys) this.cols[k][this.n] = NaN;
+      this.cols.step[this.n] = rec.step;
+      this.cols.t_wall[this.n] = rec.t_wall == null ? NaN : +rec.t_wall;
+      this.n++;
+    }
+    for (const k of this.base) {
+      const col = this.cols[chainKey(k, rec.chain)];
+      if (col) col[this.n - 1] = rec[k] == null ? NaN : +rec[k];
+    }
+    this.version++;
+    return true;
+  }
+  /** A CSV page (header line first, rows in (step, chain) order); returns the records taken. */
+  pushCsv(text) {
+    const lines = text.split('\n');
+    const head = lines[0].split(',');
+    const want = ['step', 't_wall', 'chain', ...this.base].map((k) => [k, head.indexOf(k)]).filter(([, i]) => i >= 0);
+    let added = 0;
+    for (let li = 1; li < lines.length; li++) {
+      if (!lines[li]) continue;
+      const f = lines[li].split(',');
+      const rec = {};
+      for (const [k, i] of want) rec[k] = f[i] === '' ? null : +f[i];
+      if (this.push(rec)) added++;
+    }
+    return added;
   }
 }
 

@@ -2,8 +2,9 @@
 // examples (web/examples/, copied from examples/ by scripts/web-deps) or from an earlier job
 // (?from=ID); a live syntax check; the API's validation errors shown next to the field they name
 // (the error's "field", e.g. "sampler.T" or "model.hidden[0]", located in the text by a small
-// JSON parser that remembers where every key is); and a preview of the parameter count and the
-// memory a chain needs.
+// JSON parser that remembers where every key is); a preview of the parameter count and the
+// memory a chain needs; and, when sampler.T is a list, a "batched" checkbox and an "exchange
+// every" field that write "batched" and "exchange": {"every": N} into the spec (and follow it).
 import { api, describe, el, $, banner, fmtInt, fmtBytes, initHeader } from './api.js';
 
 const LINE = 19;     // px, as in app.css (.code textarea, .gutter div)
@@ -26,6 +27,8 @@ async function init() {
   $('#format').addEventListener('click', format);
   $('#submit').addEventListener('click', submit);
   $('#example').addEventListener('change', () => loadExample($('#example').value));
+  $('#batched').addEventListener('change', applyBatch);
+  $('#exchange-every').addEventListener('change', applyBatch);
 
   const from = Number(new URLSearchParams(location.search).get('from'));
   let examples = [];
@@ -95,6 +98,36 @@ function update() {
   else { s.textContent = 'JSON ok'; s.style.color = 'var(--ok)'; }
   renderErrors(syntax);
   renderPreview(parsed?.value);
+  syncBatch(parsed?.value);
+}
+
+/* ---------------------------------------------------------------- batched sweeps */
+
+const isSweep = (spec) => Array.isArray(spec?.sampler?.T) && spec.sampler.T.length > 1;
+
+/** The batched controls follow the text: shown for a list of temperatures, set from the spec. */
+function syncBatch(spec) {
+  const bar = $('#batch-bar');
+  bar.hidden = !isSweep(spec);
+  if (bar.hidden) return;
+  const every = $('#exchange-every');
+  $('#batched').checked = spec.batched === true;
+  if (document.activeElement !== every) every.value = Number.isInteger(spec.exchange?.every) ? spec.exchange.every : 0;
+  every.disabled = spec.batched !== true;
+}
+
+/** The controls into the text: "batched": true and "exchange": {"every": N} (both left out when off). */
+function applyBatch() {
+  const spec = parsed?.value;
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) return;
+  const on = $('#batched').checked;
+  const every = Math.max(0, Math.floor(Number($('#exchange-every').value) || 0));
+  if (on) spec.batched = true; else delete spec.batched;
+  if (on && every > 0) spec.exchange = { ...(spec.exchange || {}), every }; else delete spec.exchange;
+  ta.value = JSON.stringify(spec, null, 2) + '\n';
+  apiErrors = [];
+  clearFieldNotes();
+  update();
 }
 
 /** The error list under the editor and the marks in it. */
@@ -372,7 +405,9 @@ function renderPreview(spec) {
     ['layers', el('span.layers', e.sizes.map(q).join(' → '), e.bias ? ' (+ biases)' : '')],
     ['data', e.dataBytes == null ? 'from the .npy files' : `${fmtBytes(e.dataBytes)} (${e.kind})`],
     ['memory per chain', el('b#mem', e.memBytes == null ? 'unknown until the data is read' : `≈ ${fmtBytes(e.memBytes)}`)],
-    ['chains', e.temps > 1 ? `${e.temps} (a sweep: one job per T)` : '1'],
+    ['chains', e.temps <= 1 ? '1' : spec.batched === true
+      ? `${e.temps} in one job (batched${spec.exchange?.every > 0 ? `, exchange every ${fmtInt(spec.exchange.every)} steps` : ''})`
+      : `${e.temps} (a sweep: one job per T)`],
     ['steps', e.steps == null ? '?' : fmtInt(e.steps)],
     ['records', e.records == null ? '?' : `${fmtInt(e.records)} per chain`],
     ['weight samples', e.samples ? `${fmtInt(e.samples)} per chain, ${e.samplesBytes == null ? '?' : fmtBytes(e.samplesBytes)} on disk` : 'none'],

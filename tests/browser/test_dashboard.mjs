@@ -7,9 +7,10 @@
 // error shown next to its field; submit a small job through the form and watch its plot gain
 // points until it finishes (summary, checkpoints, samples); follow a running job with an API token
 // set (the fetch-based stream, Authorization header on every request); cancel that job from the
-// jobs page; a failed job's error; a sweep's plots against T; 100 000 records decimated in the
-// plots. Screenshots go to $BROWSER_SHOTS (else $OUT/browser-shots, else SOURCE_DIR/build/
-// browser-shots). Any console error or uncaught page error fails the test, except the network
+// jobs page; a failed job's error; a sweep's plots against T; a batched sweep's page (every chain
+// on one plot with a legend per T, the exchange acceptance per pair) and the submit form's batched
+// controls; 100 000 records decimated in the plots. Screenshots go to $BROWSER_SHOTS (else
+// $OUT/browser-shots, else SOURCE_DIR/build/browser-shots). Any console error or uncaught page error fails the test, except the network
 // line Chromium logs for the 400 the validation step provokes on purpose. Prints "N passed, N failed".
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -122,6 +123,12 @@ try {
     record: { every: 10 } }) });
   const failing = await apiCall('jobs', { method: 'POST', body: JSON.stringify({
     name: 'no-data', dataset: { kind: 'npy', dir: path.join(tmp, 'missing') }, model: { hidden: [8] }, sampler: { T: 0.01, steps: 100 } }) });
+  // A batched sweep with replica exchange: 3 chains x 3000 steps, 101 records each (seconds).
+  const batchedT = [0.001, 0.002, 0.004];
+  const batched = await apiCall('jobs', { method: 'POST', body: JSON.stringify({
+    name: 'batched-px', dataset: { kind: 'spin', n_in: 40, classes: 4, train: 200, test: 200, seed: 1 },
+    model: { hidden: [8] }, sampler: { method: 'pl', T: batchedT, steps: 3000, batch: 50, seed: 2 },
+    batched: true, exchange: { every: 20 }, record: { every: 30 } }) });
   const victim = await apiCall('jobs', { method: 'POST', headers: { 'X-Boltz-User': 'alice' },
     body: tiny({ name: 'long-chain', sampler: { method: 'pl', T: 0.001, steps: 100000000, batch: 64, seed: 5 }, record: { every: 100, test: true } }) });
 
@@ -316,6 +323,40 @@ try {
     const cell = await page.locator('#sweep-table tbody tr').first().locator('td').nth(7).innerText();
     assert(/±/.test(cell), `test_err cell: ${cell}`);
     await shot('08-sweep-vs-T');
+  });
+
+  await check('a batched sweep: every chain on one plot with a legend per T, exchange acceptance per pair', async () => {
+    await waitFor('the batched sweep to finish', async () => (await apiCall(`jobs/${batched.id}`)).status === 'succeeded', 90000, 500);
+    await page.goto(`${BASE}/job.html?id=${batched.id}`);
+    const plot = page.locator('.plot[data-plot="chains-U"]');
+    // 3000 steps recorded every 30: steps 0..3000, 101 rows of all three chains
+    await waitFor('every recorded step in the plot', async () => Number(await plot.getAttribute('data-points')) === 101);
+    const legend = (await plot.locator('.u-legend .u-series').allInnerTexts()).join(' | ');
+    for (const T of batchedT) assert(legend.includes(`T = ${T}`), `no legend entry for T = ${T}: ${legend}`);
+    const ex = (await apiCall(`jobs/${batched.id}/exchange`)).pairs;
+    const rows = page.locator('#exchange tbody tr');
+    await waitFor('the acceptance table', async () => (await rows.count()) === batchedT.length - 1);
+    for (let k = 0; k < ex.length; k++) {
+      const cell = await rows.nth(k).locator('td.acc').innerText();
+      assert(cell === `${(100 * ex[k].acceptance).toFixed(1)}%`, `pair ${k}: table says ${cell}, the API ${ex[k].acceptance}`);
+    }
+    await waitFor('means against T', async () => Number(await page.locator('.plot[data-plot="T-energy"]').getAttribute('data-points')) === batchedT.length);
+    await shot('09-batched-sweep');
+  });
+
+  await check('submit page: batched and exchange controls for a list of temperatures', async () => {
+    await page.goto(`${BASE}/submit.html`);
+    await waitFor('the example', async () => (await page.inputValue('#spec')).includes('"spin-small"'));
+    assert(await page.locator('#batch-bar').isHidden(), 'batched controls shown for a single T');
+    await page.fill('#spec', (await page.inputValue('#spec')).replace('"T": 0.001', '"T": [0.001, 0.002, 0.004]'));
+    await page.locator('#batch-bar').waitFor({ state: 'visible' });
+    await page.check('#batched');
+    await page.fill('#exchange-every', '25');
+    await page.press('#exchange-every', 'Tab');
+    const spec = JSON.parse(await page.inputValue('#spec'));
+    assert(spec.batched === true && spec.exchange?.every === 25, `spec: batched ${spec.batched}, exchange ${JSON.stringify(spec.exchange)}`);
+    const chains = await page.locator('#preview tr').evaluateAll((trs) => trs.map((t) => t.innerText).find((t) => t.startsWith('chains')) || '');
+    assert(/3 in one job \(batched, exchange every 25 steps\)/.test(chains), `preview: ${chains}`);
   });
 
   await check('100 000 records stay within a few thousand drawn points', async () => {
