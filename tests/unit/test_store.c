@@ -1,12 +1,15 @@
 /* test_store.c: the SQLite store (daemon/store.c): migrations (applied once, newer database,
  * broken file, missing dir), the observables columns against obs_names, job rows and listing, the
  * queue (priority, FIFO, parents never claimed, no double claim across handles and threads),
- * cancel/delete/recovery rules, sweep parents, observables, checkpoints, samples. Run it under
+ * cancel/delete/recovery rules, sweep parents, observables, batched sweeps (claimed through the
+ * parent, one outcome and progress for the group, rounds of records, the group read in (step, chain)
+ * order with whole-step pages, no cancelling one chain), checkpoints, samples. Run it under
  * -DBOLTZ_SANITIZE=ON too. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +62,14 @@ static int64_t add_job(store *s, const char *name, int priority)
     return j.id;
 }
 
-/* A sweep parent with n queued children; child ids into kids. */
-static int64_t add_sweep(store *s, int n, int64_t *kids)
+/* A sweep parent with n queued children; child ids into kids. spec: the parent's spec_json (a
+ * literal), NULL for mk_job's. */
+static int64_t add_sweep_spec(store *s, int n, int64_t *kids, const char *spec)
 {
     job_row p = mk_job("sweep", 0);
     p.n_children = n;
     p.T = NAN;
+    if (spec) p.spec_json = (char *)spec;
     bz_err e = {0};
     cr_assert_eq(store_job_insert(s, &p, &e), 0, "%s", e.msg);
     for (int k = 0; k < n; k++) {
@@ -76,6 +81,22 @@ static int64_t add_sweep(store *s, int n, int64_t *kids)
         kids[k] = c.id;
     }
     return p.id;
+}
+
+static int64_t add_sweep(store *s, int n, int64_t *kids) { return add_sweep_spec(s, n, kids, NULL); }
+
+/* A batched sweep: its spec says "batched": true, so one worker claims it whole through the parent. */
+#define BATCHED_SPEC "{\"sampler\":{\"method\":\"pl\"},\"batched\":true}"
+
+static int64_t add_batched(store *s, int n, int64_t *kids) { return add_sweep_spec(s, n, kids, BATCHED_SPEC); }
+
+/* The row of job id (the caller frees it with job_row_free). */
+static job_row get_job(store *s, int64_t id)
+{
+    job_row j;
+    bz_err e = {0};
+    cr_assert_eq(store_job_get(s, id, &j, &e), 0, "get %lld: %s", (long long)id, e.msg);
+    return j;
 }
 
 static job_status status_of(store *s, int64_t id)
@@ -111,6 +132,17 @@ static int64_t sql_int(const char *sql)
     sqlite3_finalize(q);
     sqlite3_close(db);
     return v;
+}
+
+/* sql_int of a printf-formatted query. */
+static int64_t sql_intf(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return sql_int(sql);
 }
 
 static void sql_exec(const char *sql)
@@ -991,6 +1023,459 @@ Test(store, observables_of_missing_job_refused)
     fill_obs(&r, 1);
     cr_assert_eq(store_obs_insert(s, 31337, &r, 1, &e), BZ_EINVAL);
     cr_assert(strstr(e.msg, "store: insert observables:"), "%s", e.msg);
+    store_close(s);
+}
+
+/* ---- batched sweeps ---- */
+
+Test(store, batched_sweep_claimed_whole_through_its_parent)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t b[3], u[2];
+    int64_t bp = add_batched(s, 3, b);
+    int64_t up = add_sweep_spec(s, 2, u, "{\"sampler\":{\"method\":\"pl\"},\"batched\":false}");
+    int64_t a = add_job(s, "a", 0);
+    /* Even outranking everything else, the chains of a batched sweep are never claimed alone. */
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE jobs SET priority = 9 WHERE parent_id = %lld", (long long)bp);
+    sql_exec(sql);
+
+    /* The batched parent itself (the oldest job), none of its chains. */
+    job_row j;
+    cr_assert_eq(store_job_claim(s, "gpu-0", &j, &e), 0, "%s", e.msg);
+    cr_assert_eq(j.id, bp, "claimed %lld, want the batched parent %lld", (long long)j.id, (long long)bp);
+    cr_assert_eq(j.n_children, 3);
+    cr_assert_eq(j.parent_id, 0);
+    cr_assert_eq(j.status, JOB_RUNNING);
+    cr_assert_gt(j.started_ms, 0);
+    cr_assert_str_eq(j.spec_json, BATCHED_SPEC);
+    const int64_t started = j.started_ms;
+    job_row_free(&j);
+    /* Every chain runs with it: same worker, same start, not finished. */
+    for (int k = 0; k < 3; k++) {
+        job_row c = get_job(s, b[k]);
+        cr_assert_eq(c.status, JOB_RUNNING, "chain %d is %s", k, job_status_name(c.status));
+        cr_assert_eq(c.started_ms, started, "chain %d", k);
+        cr_assert_eq(c.finished_ms, 0);
+        job_row_free(&c);
+    }
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE worker = 'gpu-0' AND status = 'running'"), 4);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE parent_id = %lld AND worker = 'gpu-0'", (long long)bp), 3);
+    job_row g = get_job(s, bp); /* refreshed from the chains */
+    cr_assert_eq(g.status, JOB_RUNNING);
+    cr_assert_eq(g.started_ms, started);
+    cr_assert_eq(g.steps, 3000);
+    job_row_free(&g);
+
+    /* "batched": false is an ordinary sweep: its chains one by one, never the parent. */
+    cr_assert_eq(claim_id(s), u[0]);
+    cr_assert_eq(status_of(s, up), JOB_RUNNING);
+    cr_assert_eq(status_of(s, u[1]), JOB_QUEUED);
+    cr_assert_eq(claim_id(s), u[1]);
+    cr_assert_eq(claim_id(s), a);
+    /* Nothing left: the batched chains are not claimable on their own. */
+    cr_assert_eq(store_job_claim(s, "gpu-0", &j, &e), BZ_ESTATE);
+    cr_assert_str_eq(e.msg, "no queued job");
+    int64_t counts[JOB_STATUS_COUNT];
+    cr_assert_eq(store_count_by_status(s, counts, &e), 0);
+    cr_assert_eq(counts[JOB_RUNNING], 6, "3 batched chains + 2 chains + 1 job, parents not counted");
+    cr_assert_eq(counts[JOB_QUEUED], 0);
+    store_close(s);
+
+    /* Restart: the chains go back to the queue, the parent with them, and the sweep is claimed
+     * again as a whole, keeping its first start time. */
+    s = open_ok();
+    int64_t n = 0;
+    cr_assert_eq(store_requeue_running(s, &n, &e), 0, "%s", e.msg);
+    cr_assert_eq(n, 6);
+    cr_assert_eq(status_of(s, bp), JOB_QUEUED);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE parent_id = %lld AND status = 'queued' AND worker IS NULL",
+                          (long long)bp),
+                 3);
+    cr_assert_eq(store_job_claim(s, "gpu-1", &j, &e), 0, "%s", e.msg);
+    cr_assert_eq(j.id, bp);
+    cr_assert_eq(j.started_ms, started);
+    job_row_free(&j);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE parent_id = %lld AND status = 'running'"
+                          " AND worker = 'gpu-1' AND started_ms = %lld",
+                          (long long)bp, (long long)started),
+                 3);
+    cr_assert_eq(claim_id(s), u[0]);
+    store_close(s);
+}
+
+Test(store, batched_chain_cannot_be_cancelled_alone)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t k[3];
+    int64_t p = add_batched(s, 3, k);
+    char want[256];
+    job_status now;
+
+    /* Queued or running, a chain alone is refused, naming the sweep; nothing changes. */
+    cr_assert_eq(store_job_cancel(s, k[1], &now, &e), BZ_ESTATE);
+    snprintf(want, sizeof want, "job %lld is a chain of batched sweep %lld, whose chains run as one; cancel job %lld",
+             (long long)k[1], (long long)p, (long long)p);
+    cr_assert_str_eq(e.msg, want);
+    cr_assert_eq(status_of(s, k[1]), JOB_QUEUED);
+    cr_assert_eq(status_of(s, p), JOB_QUEUED);
+    cr_assert_eq(claim_id(s), p);
+    cr_assert_eq(store_job_cancel(s, k[2], &now, &e), BZ_ESTATE);
+    snprintf(want, sizeof want, "job %lld is a chain of batched sweep %lld, whose chains run as one; cancel job %lld",
+             (long long)k[2], (long long)p, (long long)p);
+    cr_assert_str_eq(e.msg, want);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE cancel_requested = 1"), 0);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE parent_id = %lld AND status = 'running'", (long long)p), 3);
+
+    /* The sweep as a whole: every chain is asked to stop, the worker then ends the group. */
+    cr_assert_eq(store_job_cancel(s, p, &now, &e), 0, "%s", e.msg);
+    cr_assert_eq(now, JOB_RUNNING);
+    for (int i = 0; i < 3; i++) {
+        bool yes = false;
+        cr_assert_eq(store_job_cancel_requested(s, k[i], &yes, &e), 0);
+        cr_assert(yes, "chain %d", i);
+        cr_assert_eq(status_of(s, k[i]), JOB_RUNNING);
+    }
+    cr_assert_eq(store_group_finish(s, p, JOB_CANCELLED, NULL, &e), 0, "%s", e.msg);
+    for (int i = 0; i < 3; i++) cr_assert_eq(status_of(s, k[i]), JOB_CANCELLED);
+    cr_assert_eq(status_of(s, p), JOB_CANCELLED);
+    /* A chain already over gets the ordinary refusal. */
+    cr_assert_eq(store_job_cancel(s, k[0], &now, &e), BZ_ESTATE);
+    snprintf(want, sizeof want, "job %lld is already cancelled", (long long)k[0]);
+    cr_assert_str_eq(e.msg, want);
+
+    /* A queued batched sweep is cancelled at once, chains and all. */
+    int64_t k2[2];
+    int64_t p2 = add_batched(s, 2, k2);
+    cr_assert_eq(store_job_cancel(s, p2, &now, &e), 0, "%s", e.msg);
+    cr_assert_eq(now, JOB_CANCELLED);
+    cr_assert_eq(status_of(s, k2[0]), JOB_CANCELLED);
+    cr_assert_eq(status_of(s, k2[1]), JOB_CANCELLED);
+
+    /* A chain of an unbatched sweep can still be cancelled alone. */
+    int64_t u[2];
+    int64_t up = add_sweep_spec(s, 2, u, "{\"sampler\":{\"method\":\"pl\"},\"batched\":false}");
+    cr_assert_eq(store_job_cancel(s, u[0], &now, &e), 0, "%s", e.msg);
+    cr_assert_eq(now, JOB_CANCELLED);
+    cr_assert_eq(status_of(s, u[1]), JOB_QUEUED);
+    cr_assert_eq(status_of(s, up), JOB_RUNNING); /* some chains over, some queued */
+    store_close(s);
+}
+
+Test(store, group_finish_outcome_to_every_chain)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    const char *msg = "chain 2 diverged at step 40: U is NaN; lower r0 or T";
+
+    /* Failed: every chain gets the one message and one finish time; the parent takes the message
+     * as it is (no "chain N: " prefix, unlike an unbatched sweep). */
+    int64_t k[3];
+    int64_t p = add_batched(s, 3, k);
+    cr_assert_eq(claim_id(s), p);
+    cr_assert_eq(store_group_finish(s, p, JOB_FAILED, msg, &e), 0, "%s", e.msg);
+    int64_t finished = 0;
+    for (int i = 0; i < 3; i++) {
+        job_row c = get_job(s, k[i]);
+        cr_assert_eq(c.status, JOB_FAILED, "chain %d is %s", i, job_status_name(c.status));
+        cr_assert_str_eq(c.error, msg);
+        cr_assert_gt(c.finished_ms, 0);
+        if (i == 0) finished = c.finished_ms;
+        cr_assert_eq(c.finished_ms, finished);
+        job_row_free(&c);
+    }
+    job_row g = get_job(s, p);
+    cr_assert_eq(g.status, JOB_FAILED);
+    cr_assert_str_eq(g.error, msg);
+    cr_assert_eq(g.finished_ms, finished);
+    job_row_free(&g);
+    /* Only unfinished chains take an outcome: a second one changes nothing. */
+    cr_assert_eq(store_group_finish(s, p, JOB_SUCCEEDED, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'failed'"
+                          " AND error = '%s' AND finished_ms = %lld",
+                          (long long)p, (long long)p, msg, (long long)finished),
+                 4);
+
+    /* Succeeded: no error text anywhere. */
+    int64_t k2[2];
+    int64_t p2 = add_batched(s, 2, k2);
+    cr_assert_eq(claim_id(s), p2);
+    cr_assert_eq(store_group_finish(s, p2, JOB_SUCCEEDED, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'succeeded'"
+                          " AND error = '' AND finished_ms > 0",
+                          (long long)p2, (long long)p2),
+                 3);
+
+    /* Queued (a shutdown): every chain back in the queue with no worker and no finish time, the
+     * parent queued, and the sweep claimed again whole with its first start time. */
+    int64_t k3[3];
+    int64_t p3 = add_batched(s, 3, k3);
+    job_row j;
+    cr_assert_eq(store_job_claim(s, "gpu-0", &j, &e), 0, "%s", e.msg);
+    cr_assert_eq(j.id, p3);
+    const int64_t started = j.started_ms;
+    job_row_free(&j);
+    cr_assert_eq(store_group_finish(s, p3, JOB_QUEUED, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE parent_id = %lld AND status = 'queued' AND worker IS NULL"
+                          " AND finished_ms = 0",
+                          (long long)p3),
+                 3);
+    g = get_job(s, p3);
+    cr_assert_eq(g.status, JOB_QUEUED);
+    cr_assert_eq(g.finished_ms, 0);
+    cr_assert_eq(g.started_ms, started);
+    job_row_free(&g);
+    cr_assert_eq(store_job_claim(s, "gpu-0", &j, &e), 0, "%s", e.msg);
+    cr_assert_eq(j.id, p3);
+    cr_assert_eq(j.started_ms, started);
+    job_row_free(&j);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE parent_id = %lld AND status = 'running'", (long long)p3), 3);
+
+    /* Running is not an outcome: refused, nothing changes. */
+    cr_assert_eq(store_group_finish(s, p3, JOB_RUNNING, NULL, &e), BZ_EINVAL);
+    cr_assert_str_eq(e.msg, "store: finish a batched sweep: running is not a queued or final status");
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'running'",
+                          (long long)p3, (long long)p3),
+                 4);
+    store_close(s);
+}
+
+Test(store, group_finish_is_one_transaction)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t k[3];
+    int64_t p = add_batched(s, 3, k);
+    cr_assert_eq(claim_id(s), p);
+    /* The parent's refresh (the last write of the transaction) fails: the chains' outcome must go too. */
+    sql_exec("CREATE TRIGGER no_failed_parent BEFORE UPDATE OF status ON jobs"
+             " WHEN NEW.n_children > 0 AND NEW.status = 'failed' BEGIN SELECT RAISE(ABORT, 'parent stays'); END");
+    cr_assert_eq(store_group_finish(s, p, JOB_FAILED, "boom", &e), BZ_EINVAL);
+    cr_assert_str_eq(e.msg, "store: refresh parent: parent stays");
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'running'"
+                          " AND finished_ms = 0 AND error = ''",
+                          (long long)p, (long long)p),
+                 4, "a half-finished group was committed");
+    sql_exec("DROP TRIGGER no_failed_parent");
+    cr_assert_eq(store_group_finish(s, p, JOB_FAILED, "boom", &e), 0, "%s", e.msg);
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'failed'"
+                          " AND error = 'boom'",
+                          (long long)p, (long long)p),
+                 4);
+    store_close(s);
+}
+
+Test(store, group_progress_chains_and_parent)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t k[3];
+    int64_t p = add_batched(s, 3, k);
+    cr_assert_eq(claim_id(s), p);
+
+    int64_t steps[3] = {100, 250, 400};
+    double sps[3] = {10.0, 25.5, 40.25};
+    cr_assert_eq(store_group_progress(s, k, steps, sps, 3, &e), 0, "%s", e.msg);
+    for (int i = 0; i < 3; i++) {
+        job_row c = get_job(s, k[i]);
+        cr_assert_eq(c.step, steps[i], "chain %d", i);
+        cr_assert_eq(c.steps_per_s, sps[i], "chain %d", i);
+        job_row_free(&c);
+    }
+    job_row g = get_job(s, p);
+    cr_assert_eq(g.step, 750, "parent step %lld, the chains' sum is 750", (long long)g.step);
+    cr_assert_eq(g.steps, 3000);
+    job_row_free(&g);
+
+    int64_t later[3] = {200, 300, 500};
+    cr_assert_eq(store_group_progress(s, k, later, sps, 3, &e), 0, "%s", e.msg);
+    g = get_job(s, p);
+    cr_assert_eq(g.step, 1000);
+    job_row_free(&g);
+    cr_assert_eq(store_group_progress(s, k, steps, sps, 0, &e), 0); /* no chains: nothing */
+    cr_assert_eq(sql_intf("SELECT step FROM jobs WHERE id = %lld", (long long)p), 1000);
+
+    /* A missing job in the middle: refused, and the chains before it are rolled back too. */
+    int64_t bad[3] = {k[0], 424242, k[2]};
+    int64_t far[3] = {900, 900, 900};
+    cr_assert_eq(store_group_progress(s, bad, far, sps, 3, &e), BZ_EINVAL);
+    cr_assert_str_eq(e.msg, "no job 424242");
+    cr_assert_eq(sql_intf("SELECT step FROM jobs WHERE id = %lld", (long long)k[0]), 200);
+    cr_assert_eq(sql_intf("SELECT step FROM jobs WHERE id = %lld", (long long)k[2]), 500);
+    cr_assert_eq(sql_intf("SELECT step FROM jobs WHERE id = %lld", (long long)p), 1000);
+    store_close(s);
+}
+
+/* A record of chain c at step: T of the chain, U = 10 step + c (says where it came from). */
+static void chain_obs(obs_record *r, int64_t step, int32_t c)
+{
+    fill_obs(r, step);
+    r->chain = c;
+    r->T = 1e-4 * (c + 1);
+    r->v[OBS_U] = 10.0 * (double)step + c;
+}
+
+Test(store, obs_insert_chains_routes_rounds)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t k[3];
+    add_batched(s, 3, k);
+    /* Two rounds in one call, the chains out of order in each. */
+    const int order[6][2] = {{10, 2}, {10, 0}, {10, 1}, {20, 1}, {20, 2}, {20, 0}};
+    obs_record r[6];
+    for (int i = 0; i < 6; i++) chain_obs(&r[i], order[i][0], order[i][1]);
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r, 6, &e), 0, "%s", e.msg);
+    for (int c = 0; c < 3; c++) {
+        collect got = {0};
+        cr_assert_eq(store_obs_each(s, k[c], -1, 0, collect_fn, &got, &e), 0, "%s", e.msg);
+        cr_assert_eq(got.n, 2, "chain %d has %d records", c, got.n);
+        for (int i = 0; i < 2; i++) {
+            cr_assert_eq(got.r[i].step, 10 * (i + 1));
+            cr_assert_eq(got.r[i].chain, c);
+            cr_assert_eq(got.r[i].T, 1e-4 * (c + 1));
+            cr_assert_eq(got.r[i].v[OBS_U], 10.0 * (double)(10 * (i + 1)) + c);
+            cr_assert_eq(got.r[i].v[OBS_LOSS], (double)(10 * (i + 1)) + 0.01 * OBS_LOSS);
+        }
+    }
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM observables o JOIN jobs j ON j.id = o.job_id WHERE o.chain != j.chain"),
+                 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM observables"), 6);
+
+    /* A replayed round (resume) replaces; nothing is an empty call. */
+    chain_obs(&r[0], 20, 1);
+    r[0].v[OBS_U] = -1.0;
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(sql_intf("SELECT U FROM observables WHERE job_id = %lld AND step = 20", (long long)k[1]), -1);
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r, 0, &e), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM observables"), 6);
+
+    /* A chain outside 0..2 (here after two good records): refused, nothing of the call stored. */
+    for (int i = 0; i < 3; i++) chain_obs(&r[i], 30, i);
+    r[2].chain = 3;
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r, 3, &e), BZ_EINVAL);
+    cr_assert_str_eq(e.msg, "store: a record of chain 3, but the group has chains 0..2");
+    r[2].chain = 2;
+    r[0].chain = -1;
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r, 3, &e), BZ_EINVAL);
+    cr_assert_str_eq(e.msg, "store: a record of chain -1, but the group has chains 0..2");
+    /* A chain mapped to a job that does not exist: the foreign key refuses the round. */
+    r[0].chain = 0;
+    int64_t gone[3] = {k[0], k[1], 987654};
+    cr_assert_eq(store_obs_insert_chains(s, gone, 3, r, 3, &e), BZ_EINVAL);
+    cr_assert(strstr(e.msg, "store: insert observables:") && strstr(e.msg, "FOREIGN KEY"), "%s", e.msg);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM observables WHERE step = 30"), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM observables"), 6);
+    store_close(s);
+}
+
+/* Records i of c, from, from + 1, ...: step 10 (i / 3 + 1), chain i % 3 (a group of K = 3 read whole). */
+static void assert_group_page(const collect *c, int from, int n)
+{
+    cr_assert_eq(c->n, n, "page of %d records, want %d", c->n, n);
+    for (int i = 0; i < n; i++) {
+        int64_t step = 10 * ((from + i) / 3 + 1);
+        int32_t chain = (from + i) % 3;
+        cr_assert_eq(c->r[i].step, step, "record %d: step %lld, want %lld", from + i, (long long)c->r[i].step,
+                     (long long)step);
+        cr_assert_eq(c->r[i].chain, chain, "record %d: chain %d, want %d", from + i, c->r[i].chain, chain);
+        cr_assert_eq(c->r[i].T, 1e-4 * (chain + 1));
+        cr_assert_eq(c->r[i].v[OBS_U], 10.0 * (double)step + chain, "record %d is not the group's own", from + i);
+    }
+}
+
+Test(store, obs_each_group_order_and_whole_step_pages)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t k[3], o[3];
+    int64_t p = add_batched(s, 3, k);
+    int64_t other = add_batched(s, 3, o);
+    int64_t single = add_job(s, "single", 0);
+    /* Steps 10..40 of 3 chains, rounds and chains within them out of order, over two calls. */
+    const int steps[4] = {30, 10, 40, 20}, chains[3] = {1, 2, 0};
+    obs_record r[12];
+    for (int i = 0; i < 12; i++) chain_obs(&r[i], steps[i / 3], chains[i % 3]);
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r, 6, &e), 0, "%s", e.msg);
+    cr_assert_eq(store_obs_insert_chains(s, k, 3, r + 6, 6, &e), 0, "%s", e.msg);
+    /* Neighbours at the same steps, which must not leak in. */
+    for (int i = 0; i < 12; i++) r[i].v[OBS_U] = -7.0;
+    cr_assert_eq(store_obs_insert_chains(s, o, 3, r, 12, &e), 0, "%s", e.msg);
+    for (int i = 0; i < 4; i++) {
+        chain_obs(&r[i], 10 * (i + 1), 0);
+        r[i].v[OBS_U] = -7.0;
+    }
+    cr_assert_eq(store_obs_insert(s, single, r, 4, &e), 0, "%s", e.msg);
+
+    collect c = {0};
+    cr_assert_eq(store_obs_each_group(s, p, -1, 0, collect_fn, &c, &e), 0, "%s", e.msg);
+    assert_group_page(&c, 0, 12);
+
+    /* limit 4 falls on (20, chain 0): the page runs to the end of step 20 (6 records), and
+     * since = 20 pages on with the rest, without a gap or a repeat. */
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, p, -1, 4, collect_fn, &c, &e), 0, "%s", e.msg);
+    assert_group_page(&c, 0, 6);
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, p, 20, 4, collect_fn, &c, &e), 0, "%s", e.msg);
+    assert_group_page(&c, 6, 6);
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, p, 40, 4, collect_fn, &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.n, 0);
+
+    /* limit at a step's end: exact; limit 1: the most over, K - 1 = 2; limit 7 on (30, 0): 9. */
+    const int limits[5][2] = {{3, 3}, {1, 3}, {7, 9}, {12, 12}, {100, 12}};
+    for (int i = 0; i < 5; i++) {
+        memset(&c, 0, sizeof c);
+        cr_assert_eq(store_obs_each_group(s, p, -1, limits[i][0], collect_fn, &c, &e), 0, "%s", e.msg);
+        cr_assert_eq(c.n, limits[i][1], "limit %d: %d records, want %d", limits[i][0], c.n, limits[i][1]);
+        assert_group_page(&c, 0, limits[i][1]);
+    }
+    /* since between steps; a callback that stops early. */
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, p, 25, 0, collect_fn, &c, &e), 0);
+    assert_group_page(&c, 6, 6);
+    memset(&c, 0, sizeof c);
+    c.stop_after = 2;
+    cr_assert_eq(store_obs_each_group(s, p, -1, 0, collect_fn, &c, &e), 0);
+    assert_group_page(&c, 0, 2);
+    /* The neighbour reads its own 12. */
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, other, -1, 0, collect_fn, &c, &e), 0);
+    cr_assert_eq(c.n, 12);
+    for (int i = 0; i < 12; i++) cr_assert_eq(c.r[i].v[OBS_U], -7.0);
+    /* Not a sweep, or no such job: no records, no error. */
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, single, -1, 0, collect_fn, &c, &e), 0);
+    cr_assert_eq(store_obs_each_group(s, 999999, -1, 0, collect_fn, &c, &e), 0);
+    cr_assert_eq(c.n, 0);
+
+    /* Chains at different steps (an unbatched sweep): 0 at 10, 20, 30; 1 at 10; 2 none. The
+     * page still ends at a whole step, with fewer than K - 1 extra. */
+    int64_t u[3];
+    int64_t up = add_sweep(s, 3, u);
+    obs_record ur[3];
+    for (int i = 0; i < 3; i++) chain_obs(&ur[i], 10 * (i + 1), 0);
+    cr_assert_eq(store_obs_insert(s, u[0], ur, 3, &e), 0);
+    chain_obs(&ur[0], 10, 1);
+    cr_assert_eq(store_obs_insert(s, u[1], ur, 1, &e), 0);
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, up, -1, 1, collect_fn, &c, &e), 0);
+    cr_assert_eq(c.n, 2);
+    cr_assert(c.r[0].step == 10 && c.r[0].chain == 0 && c.r[1].step == 10 && c.r[1].chain == 1);
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, up, 10, 1, collect_fn, &c, &e), 0);
+    cr_assert_eq(c.n, 1);
+    cr_assert(c.r[0].step == 20 && c.r[0].chain == 0);
+
+    /* A failing read is reported, not taken for an empty page. */
+    sql_exec("ALTER TABLE observables RENAME TO observables_gone");
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(store_obs_each_group(s, p, -1, 0, collect_fn, &c, &e), BZ_EIO);
+    cr_assert(strstr(e.msg, "store: ") && strstr(e.msg, "no such table: observables"), "%s", e.msg);
+    cr_assert_eq(c.n, 0);
     store_close(s);
 }
 
