@@ -848,7 +848,11 @@ static int claim_locked(store *s, const char *worker, job_row *out, bz_err *e)
     }
     if (!rc) rc = job_get_locked(s, id, out, e);
     if (!rc && out->parent_id > 0) rc = parent_refresh_locked(s, out->parent_id, e);
-    if (!rc && out->n_children > 0) rc = parent_refresh_locked(s, id, e);
+    if (!rc && out->n_children > 0) { /* a batched parent: return its row as refreshed from the chains */
+        rc = parent_refresh_locked(s, id, e);
+        job_row_free(out);
+        if (!rc) rc = job_get_locked(s, id, out, e);
+    }
     if (rc && out->spec_json) job_row_free(out);
     return rc;
 }
@@ -1291,8 +1295,16 @@ int store_group_progress(store *s, const int64_t *jobs, const int64_t *steps, co
 
 static int group_finish_locked(store *s, int64_t parent, job_status st, const char *error, bz_err *e)
 {
+    job_status cur;
+    int64_t n_children = 0;
+    bool batched = false;
+    int rc = job_state(s, parent, &cur, &n_children, NULL, e); /* "no job N" */
+    if (!rc) rc = is_batched_locked(s, parent, &batched, e);
+    if (rc) return rc;
+    if (n_children <= 0 || !batched)
+        return bz_fail(e, BZ_EINVAL, NULL, "store: job %lld is not a batched sweep", (long long)parent);
     sqlite3_stmt *q;
-    int rc = stmt(s, ST_GROUP_FINISH, &q, e);
+    rc = stmt(s, ST_GROUP_FINISH, &q, e);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, parent);
     bind_text(q, 2, job_status_name(st));

@@ -1050,6 +1050,7 @@ Test(store, batched_sweep_claimed_whole_through_its_parent)
     cr_assert_eq(j.status, JOB_RUNNING);
     cr_assert_gt(j.started_ms, 0);
     cr_assert_str_eq(j.spec_json, BATCHED_SPEC);
+    cr_assert_eq(j.steps, 3000, "the claimed parent's row is the refreshed one (steps %lld)", (long long)j.steps);
     const int64_t started = j.started_ms;
     job_row_free(&j);
     /* Every chain runs with it: same worker, same start, not finished. */
@@ -1613,4 +1614,23 @@ Test(store, shared_handle_many_threads)
     for (int t = 0; t < SHARED_THREADS; t++) cr_assert_eq(args[t].err, 0, "thread %d: %s", t, args[t].msg);
     store_close(s);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM observables"), SHARED_THREADS * SHARED_PER);
+}
+
+/* store_group_finish is for batched sweeps only: anything else is refused, untouched. */
+Test(store, group_finish_refuses_what_is_not_a_batched_sweep)
+{
+    store *s = open_ok();
+    bz_err e = {0};
+    int64_t u[2];
+    int64_t up = add_sweep_spec(s, 2, u, "{\"sampler\":{\"method\":\"pl\"},\"batched\":false}");
+    int64_t a = add_job(s, "a", 0);
+    cr_assert_eq(store_group_finish(s, 424242, JOB_SUCCEEDED, NULL, &e), BZ_EINVAL);
+    cr_assert(strstr(e.msg, "no job 424242"), "%s", e.msg);
+    const int64_t not_groups[] = {up, a};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(store_group_finish(s, not_groups[i], JOB_SUCCEEDED, NULL, &e), BZ_EINVAL);
+        cr_assert(strstr(e.msg, "is not a batched sweep"), "%s", e.msg);
+    }
+    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE status = 'queued'"), 4, "nothing may change");
+    store_close(s);
 }
