@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pl_lowrank.h"
 #include "sampler.h"
 #include "select.h"
 #include "smp_pl.h"
@@ -39,6 +40,9 @@ typedef struct pl_state {
     float *hostf;      /* host float scratch, n */
     unsigned char *held; /* host, n: HELD_* of the mass in force */
     float *p, *inv_m, *sig; /* backend, n */
+    pl_lowrank *lr;    /* noise_rank > 0: the low-rank compensation (pl_lowrank.h), else NULL */
+    double *zd;        /* host, n: noise_rank > 0: the O step's draws */
+    float *zb;         /* backend, n: noise_rank > 0: scratch for the draws */
     double last_zmax2; /* from the last step's guard reduction */
     int64_t masses_at; /* completed steps when the masses were last set (a lagged z_max from
                           before then is stale) */
@@ -269,6 +273,38 @@ static void redraw_momenta(smp_chain *c, const unsigned char *mark)
     b->ops->upload(b->ctx, s->p, s->hostf, c->n);
 }
 
+/* noise_rank > 0 (pl_lowrank.h): measure the per-example gradients at w, factor the noise
+ * covariance for the masses in force; where its top eigenvalue exceeds PLR_CAP raise every mass
+ * by lambda_max / PLR_CAP (marked in raised, so the caller redraws those momenta). A failure of
+ * the factorisation leaves the previous factors (the first time: none, i.e. the §5 compensation
+ * through sig is still uploaded and used as the fallback). */
+static int lowrank_update(smp_chain *c, unsigned char *raised, bz_err *e)
+{
+    pl_state *s = st(c);
+    if (!s->lr) return 0;
+    const int32_t P = c->b->layout.P, B = c->sp->batch < P ? c->sp->batch : P;
+    const int32_t rows = P < PLR_MAX_ROWS ? P : PLR_MAX_ROWS;
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)rows);
+    if (!idx) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the low-rank noise estimate");
+    if (rows < P) rng_sample_without_replacement(&c->rng, c->perm, P, rows, idx);
+    else for (int32_t i = 0; i < rows; i++) idx[i] = i;
+    int rc = plr_measure(s->lr, c->b, c->w, idx, rows, e);
+    free(idx);
+    if (rc) return rc;
+    const double kB = P > 1 ? (double)(P - B) / ((double)B * (double)(P - 1)) : 0.0;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        double lam = plr_factor(s->lr, s->m, s->A * kB);
+        if (!(lam > PLR_CAP)) return 0; /* factored (or a LAPACK failure: lam < 0, keep the old) */
+        const double f = lam / PLR_CAP * 1.001;
+        for (int64_t i = 0; i < c->n; i++) {
+            s->m[i] *= f;
+            raised[i] = 1;
+        }
+        s->k.n_raise += c->n;
+    }
+    return 0;
+}
+
 /* Step 1 of the algorithm: estimate, masses from r0, floors, all momenta drawn. */
 static int full_init(smp_chain *c, bz_err *e)
 {
@@ -280,7 +316,9 @@ static int full_init(smp_chain *c, bz_err *e)
     unsigned char *raised = calloc((size_t)c->n, 1);
     if (!raised) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the mass update");
     apply_floors(c, raised);
+    rc = lowrank_update(c, raised, e);
     free(raised);
+    if (rc) return rc;
     redraw_momenta(c, NULL);
     upload_mass_and_noise(c);
     return 0;
@@ -312,8 +350,10 @@ static int mass_update(smp_chain *c, const unsigned char *guard_mark, bz_err *e)
         }
     }
     apply_floors(c, raised);
+    rc = lowrank_update(c, raised, e);
     redraw_momenta(c, raised);
     free(raised);
+    if (rc) return rc;
     upload_mass_and_noise(c);
     return 0;
 }
@@ -353,6 +393,15 @@ static int pl_alloc(smp_chain *c, bz_err *e)
     s->scratch = calloc(n, sizeof(double));
     s->hostf = calloc(n, sizeof(float));
     s->held = calloc(n, 1);
+    if (c->sp->noise_rank > 0) {
+        const int32_t P = b->layout.P, rows = P < PLR_MAX_ROWS ? P : PLR_MAX_ROWS;
+        s->lr = plr_new(c->n, c->sp->noise_rank, rows);
+        s->zd = calloc(n, sizeof(double));
+        s->zb = b->ops->alloc(b->ctx, c->n);
+        if (!s->lr || !s->zd || !s->zb)
+            return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the low-rank noise compensation (%lld weights, "
+                           "%d examples)", (long long)c->n, (int)rows);
+    }
     s->p = b->ops->alloc(b->ctx, c->n);
     s->inv_m = b->ops->alloc(b->ctx, c->n);
     s->sig = b->ops->alloc(b->ctx, c->n);
@@ -376,20 +425,43 @@ static int pl_start(smp_chain *c, bz_err *e)
     return 0;
 }
 
+/* O: p <- c p + noise. §5's diagonal compensation (sig), or with noise_rank > 0 a draw of
+ * covariance (1-c^2) T M^1/2 (I - R) M^1/2 (pl_lowrank.h), made on the host from the backend's
+ * own N(0,1) draws (so checkpoints stay exact). */
+static void o_step(smp_chain *c)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    const int64_t n = c->n;
+    if (!s->lr) {
+        b->ops->add_noise(b->ctx, s->p, (float)s->c, s->sig, 0.0f, n);
+        return;
+    }
+    b->ops->add_noise(b->ctx, s->zb, 0.0f, NULL, 1.0f, n);
+    b->ops->download(b->ctx, s->hostf, s->zb, n);
+    for (int64_t i = 0; i < n; i++) s->zd[i] = s->hostf[i];
+    plr_apply(s->lr, s->zd);
+    const double amp = (1.0 - s->c * s->c) * c->T;
+    b->ops->download(b->ctx, s->hostf, s->p, n);
+    for (int64_t i = 0; i < n; i++)
+        s->hostf[i] = (float)(s->c * s->hostf[i] + sqrt(amp * s->m[i]) * s->zd[i]);
+    b->ops->upload(b->ctx, s->p, s->hostf, n);
+}
+
 /* O-B-A-B-O. The gradient in c->g belongs to the current w (computed after the previous A). */
 static int pl_step(smp_chain *c, bz_err *e)
 {
     pl_state *s = st(c);
     be *b = c->b;
-    const float h = (float)c->sp->h, cc = (float)s->c;
+    const float h = (float)c->sp->h;
     const int64_t n = c->n;
-    b->ops->add_noise(b->ctx, s->p, cc, s->sig, 0.0f, n);   /* O */
+    o_step(c);                                               /* O */
     b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
     b->ops->axpy(b->ctx, c->w, h, s->p, s->inv_m, n);        /* A */
     smp_draw_batch(c);
     b->ops->grad_batch(b->ctx, c->w, c->idx, c->sp->batch, c->g);
     b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
-    b->ops->add_noise(b->ctx, s->p, cc, s->sig, 0.0f, n);   /* O */
+    o_step(c);                                               /* O */
     double zmax2;
     const int64_t done = c->step + 1;
     int64_t of = done; /* the step whose z_max^2 this is */
@@ -461,6 +533,7 @@ static int pl_save(smp_chain *c, ckpt_writer *w, bz_err *e)
     if (!rc) rc = ckpt_put(w, "pl_mass", s->m, nb, e);
     if (!rc) rc = smp_put_buffer(c, w, "pl_p", s->p, c->n, e);
     if (!rc) rc = ckpt_put(w, "pl_held", s->held, (uint64_t)c->n, e);
+    if (!rc && s->lr) rc = plr_save(s->lr, w, e);
     return rc;
 }
 
@@ -480,6 +553,7 @@ static int pl_load(smp_chain *c, ckpt_reader *r, bz_err *e)
     const void *held = ckpt_find(r, "pl_held", &held_bytes);
     if (held) rc = ckpt_get(r, "pl_held", s->held, (uint64_t)c->n, e); /* checks the size */
     else memset(s->held, HELD_NONE, (size_t)c->n);
+    if (!rc && s->lr) rc = plr_load(s->lr, r, e);
     if (rc) return rc;
     for (int64_t i = 0; i < c->n; i++)
         if (!(s->m[i] > 0.0) || !isfinite(s->m[i]))
@@ -501,6 +575,9 @@ static void pl_destroy(smp_chain *c)
     free(s->scratch);
     free(s->hostf);
     free(s->held);
+    plr_free(s->lr);
+    free(s->zd);
+    if (s->zb) b->ops->release(b->ctx, s->zb);
     if (s->p) b->ops->release(b->ctx, s->p);
     if (s->inv_m) b->ops->release(b->ctx, s->inv_m);
     if (s->sig) b->ops->release(b->ctx, s->sig);

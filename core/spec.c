@@ -178,6 +178,8 @@ static const field init_fields[] = {
 #define TEMPERED (PL | HMC | MBHMC | NAIVE | SGLD)
 #define REAL_POS .lo = 0, .hi = INFINITY, .flags = R_LO_OPEN | R_NO_HI
 
+static bool no_noise_rank(const bz_spec *s) { return s->sampler.noise_rank == 0; }
+
 static const field sampler_fields[] = {
     { .key = "method", .type = F_ENUM, .off = OFF(sampler.method), .variants = ALL,
       .def = { SM_PL }, .choices = method_names },
@@ -220,6 +222,8 @@ static const field sampler_fields[] = {
       .def = { 0.1 }, .lo = 0, .hi = 1 },
     { .key = "kappa", .type = F_REAL, .off = OFF(sampler.kappa), .variants = PL, .def = { 0.5 },
       REAL_POS },
+    { .key = "noise_rank", .type = F_INT32, .off = OFF(sampler.noise_rank), .variants = PL,
+      .lo = 0, .hi = 256, .omit = no_noise_rank },
     { .key = "max_disp", .type = F_REAL, .off = OFF(sampler.max_disp), .variants = PL,
       .def = { 0.2 }, .lo = 0, .hi = 1 },
     { .key = "z_guard", .type = F_CUSTOM, .variants = PL, .parse = parse_z_guard,

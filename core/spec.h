@@ -78,6 +78,7 @@ typedef struct sampler_spec {
     double layer_floor;          /* 0.1 */
     double kappa;                /* 0.5 */
     double max_disp;             /* 0.2: displacement floor (smp_pl.c), 0 = off */
+    int32_t noise_rank;          /* 0: low-rank noise compensation off (pl_lowrank.h), else its rank k */
     double z_guard;              /* 6; 0 = guard off (tests only) */
     /* hmc, mbhmc */
     int32_t leapfrog;            /* 20 */
