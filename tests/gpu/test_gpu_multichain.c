@@ -48,24 +48,50 @@ static double dist(const float *x, const float *y, int64_t n)
     return sqrt(s);
 }
 
+/* A started group of K chains of `json` on K CUDA handles (one per chain), from He weights. */
+typedef struct gpu_group {
+    gt_problem p;
+    float *w0;
+    be b[K];
+    mc_group *g;
+} gpu_group;
+
+static void group_open(gpu_group *x, const char *json)
+{
+    gt_problem_load(&x->p, json);
+    x->w0 = gt_weights(&x->p.a, 2, 0.05);
+    for (int k = 0; k < K; k++) gt_open_cuda(&x->b[k], &x->p, false);
+    x->g = calloc(1, sizeof *x->g);
+    bz_err e;
+    cr_assert_eq(mc_create(x->g, &x->p.spec, x->b, K, &e), 0, "%s", e.msg);
+    cr_assert_eq(mc_start(x->g, x->w0, &e), 0, "%s", e.msg);
+}
+
+static void group_close(gpu_group *x)
+{
+    mc_destroy(x->g);
+    free(x->g);
+    for (int k = 0; k < K; k++) be_destroy(&x->b[k]);
+    free(x->w0);
+    gt_problem_free(&x->p);
+}
+
 Test(gpu_multichain, batched_matches_unbatched_within_float32_drift)
 {
     GPU_REQUIRE();
-    gt_problem p;
-    gt_problem_load(&p, SPEC_HEAD "}");
-    float *w0 = gt_weights(&p.a, 2, 0.05);
-    be b[K];
-    for (int k = 0; k < K; k++) gt_open_cuda(&b[k], &p, false);
-    mc_group *g = calloc(1, sizeof *g);
+    gpu_group x;
+    group_open(&x, SPEC_HEAD "}");
+    const gt_problem *p = &x.p;
+    be *b = x.b;
+    mc_group *g = x.g;
+    const float *w0 = x.w0;
     bz_err e;
-    cr_assert_eq(mc_create(g, &p.spec, b, K, &e), 0, "%s", e.msg);
-    cr_assert_eq(mc_start(g, w0, &e), 0, "%s", e.msg);
     cr_assert_eq(mc_advance(g, STEPS, NULL, &e), 0, "%s", e.msg);
     for (int k = 0; k < K; k++) {
         cr_assert_eq(b[k].ops->sync(b[k].ctx, &e), 0, "%s", e.msg);
-        float *wb = gt_fetch(&b[k], g->chains[k].w, p.a.n);
-        float *wa = run_alone(&p, k, w0);
-        double travelled = dist(wa, w0, p.a.n), apart = dist(wb, wa, p.a.n);
+        float *wb = gt_fetch(&b[k], g->chains[k].w, p->a.n);
+        float *wa = run_alone(p, k, w0);
+        double travelled = dist(wa, w0, p->a.n), apart = dist(wb, wa, p->a.n);
         cr_log_info("chain %d: batched vs alone %.3g, travelled %.3g", k, apart, travelled);
         cr_assert(travelled > 0, "chain %d did not move", k);
         cr_assert(apart <= 1e-3 * travelled, "chain %d: batched and alone differ by %.3g (travelled %.3g)", k, apart,
@@ -73,25 +99,16 @@ Test(gpu_multichain, batched_matches_unbatched_within_float32_drift)
         free(wa);
         free(wb);
     }
-    mc_destroy(g);
-    free(g);
-    for (int k = 0; k < K; k++) be_destroy(&b[k]);
-    free(w0);
-    gt_problem_free(&p);
+    group_close(&x);
 }
 
 Test(gpu_multichain, exchange_runs_on_the_device)
 {
     GPU_REQUIRE();
-    gt_problem p;
-    gt_problem_load(&p, SPEC_HEAD ", \"exchange\": {\"every\": 10}}");
-    float *w0 = gt_weights(&p.a, 2, 0.05);
-    be b[K];
-    for (int k = 0; k < K; k++) gt_open_cuda(&b[k], &p, false);
-    mc_group *g = calloc(1, sizeof *g);
+    gpu_group x;
+    group_open(&x, SPEC_HEAD ", \"exchange\": {\"every\": 10}}");
+    mc_group *g = x.g;
     bz_err e;
-    cr_assert_eq(mc_create(g, &p.spec, b, K, &e), 0, "%s", e.msg);
-    cr_assert_eq(mc_start(g, w0, &e), 0, "%s", e.msg);
     for (int64_t at = 10; at <= STEPS; at += 10) {
         cr_assert_eq(mc_advance(g, at, NULL, &e), 0, "%s", e.msg);
         cr_assert_eq(mc_exchange(g, &e), 0, "%s", e.msg);
@@ -104,9 +121,5 @@ Test(gpu_multichain, exchange_runs_on_the_device)
         cr_assert_eq(smp_chain_observe(&g->chains[k], false, &r, &e), 0, "%s", e.msg);
         cr_assert(isfinite(r.v[OBS_U]), "chain %d: U %g", k, r.v[OBS_U]);
     }
-    mc_destroy(g);
-    free(g);
-    for (int k = 0; k < K; k++) be_destroy(&b[k]);
-    free(w0);
-    gt_problem_free(&p);
+    group_close(&x);
 }
