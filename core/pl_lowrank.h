@@ -23,7 +23,12 @@
  * the k x k matrix W^T W). This needs every sigma_j^2 < 1: where lambda_max(R) exceeds
  * PLR_CAP (0.9) every mass is raised by lambda_max / PLR_CAP first (raising masses only lowers the
  * noise share; plr_factor says by how much). Cost: one pass of single-example gradients per
- * update, O(rows^2 n) for the Gram matrix, and 2 n k per O step. */
+ * update, O(rows^2 n) for the Gram matrix, and 2 n k per O step.
+ *
+ * Status: experimental, off by default. Exact on a target whose noise directions are fixed
+ * (tests/unit/test_pl_lowrank.c); on the 346-weight net of bench/pl_vs_hmc it does not remove the
+ * bias, because there the directions that carry the noise move with the state between updates
+ * (bench/README-pl-vs-hmc.md). */
 #ifndef BZ_PL_LOWRANK_H
 #define BZ_PL_LOWRANK_H
 
