@@ -256,7 +256,11 @@ try {
     await page.locator('.job-head .badge.s-succeeded').waitFor();
     await page.locator('#summary tr[data-obs="U"]').waitFor();
     const steps = (await apiCall(`jobs/${small}/observables?limit=100000`)).count;
-    assert(Number(await page.locator('.plot[data-plot="energy"]').getAttribute('data-points')) === steps, `plot holds a different count than the API's ${steps}`);
+    // The last records reach the plot through the stream, which may land a moment after the
+    // status turns final (seen under ASan): wait for them, then require the exact count.
+    const plotted = async () => Number(await page.locator('.plot[data-plot="energy"]').getAttribute('data-points'));
+    await waitFor(`the plot to hold the API's ${steps} records`, async () => (await plotted()) === steps, 10000).catch(() => {});
+    assert((await plotted()) === steps, `plot holds ${await plotted()} points, the API ${steps}`);
     const ck = page.locator('#checkpoints a', { hasText: 'weights.npy' }).first();
     const href = await ck.getAttribute('href');
     const r = await fetch(BASE + href);
