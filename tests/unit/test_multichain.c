@@ -1019,6 +1019,24 @@ static void assert_same_group_state(const mc_group *a, const mc_group *b, const 
                   (long long)a->pair[k].attempts, (long long)b->pair[k].accepts, (long long)b->pair[k].attempts);
 }
 
+/* Run a resumed group g to the end into a new log `tag`, check its records (with those of the
+ * interrupted run `first`, NULL for none, and from step `from`), its final weights and its group
+ * state against the straight reference run; free g and both logs. */
+static void finish_and_compare(mc_group *g, const char *dir, const char *tag, const run_log *ref, run_log *first,
+                               int64_t from, float *const *w_ref, const mc_group *ref_g, const char *what)
+{
+    bz_err e;
+    run_log *second = log_new(dir, tag);
+    mc_sink sink = group_sink(second);
+    cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
+    assert_resumed_records(ref, first, second, from, what);
+    for (int32_t k = 0; k < NET_K; k++) assert_weights(g, k, w_ref[k], what);
+    assert_same_group_state(ref_g, g, what);
+    group_free(g);
+    if (first) log_free(first);
+    log_free(second);
+}
+
 static void check_resume(sampler_method m)
 {
     char dir[256];
@@ -1063,15 +1081,7 @@ static void check_resume(sampler_method m)
     group_free(g);
     g = group_loaded(&j, first->final_path, 2);
     cr_assert_eq(mc_step(g), 100);
-    run_log *second = log_new(dir, "a2");
-    sink = group_sink(second);
-    cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
-    assert_resumed_records(ref, first, second, 0, "stopped at 100");
-    for (int32_t k = 0; k < NET_K; k++) assert_weights(g, k, w_ref[k], "stopped at 100");
-    assert_same_group_state(ref_g, g, "stopped at 100");
-    group_free(g);
-    log_free(first);
-    log_free(second);
+    finish_and_compare(g, dir, "a2", ref, first, 0, w_ref, ref_g, "stopped at 100");
 
     /* (b) stopped in the middle of a block. One thread: the steps of a block run chain after
      * chain, with a poll before each step and one per block in mc_run; a block is 10 steps
@@ -1090,15 +1100,7 @@ static void check_resume(sampler_method m)
     g = group_loaded(&j, first->final_path, 2);
     cr_assert(g->chains[0].step == 80 && g->chains[1].step == 74 && g->chains[2].step == 70,
               "each chain's own step comes back");
-    second = log_new(dir, "b2");
-    sink = group_sink(second);
-    cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
-    assert_resumed_records(ref, first, second, 0, "stopped mid-block");
-    for (int32_t k = 0; k < NET_K; k++) assert_weights(g, k, w_ref[k], "stopped mid-block");
-    assert_same_group_state(ref_g, g, "stopped mid-block");
-    group_free(g);
-    log_free(first);
-    log_free(second);
+    finish_and_compare(g, dir, "b2", ref, first, 0, w_ref, ref_g, "stopped mid-block");
 
     /* (d) stopped inside the first block: chain 0 four steps in, chains 1 and 2 still at step
      * 0 (polls: 1 in mc_run, then one before each step of chain 0). The resumed run must not
@@ -1113,27 +1115,12 @@ static void check_resume(sampler_method m)
               (long long)g->chains[2].step);
     group_free(g);
     g = group_loaded(&j, first->final_path, 2);
-    second = log_new(dir, "d2");
-    sink = group_sink(second);
-    cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
-    assert_resumed_records(ref, first, second, 0, "stopped in the first block");
-    for (int32_t k = 0; k < NET_K; k++) assert_weights(g, k, w_ref[k], "stopped in the first block");
-    assert_same_group_state(ref_g, g, "stopped in the first block");
-    group_free(g);
-    log_free(first);
-    log_free(second);
+    finish_and_compare(g, dir, "d2", ref, first, 0, w_ref, ref_g, "stopped in the first block");
 
     /* (c) the periodic checkpoint of step 50 */
     g = group_loaded(&j, ref->periodic_path, 2);
     cr_assert_eq(mc_step(g), 50);
-    second = log_new(dir, "c");
-    sink = group_sink(second);
-    cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
-    assert_resumed_records(ref, NULL, second, 60, "from the periodic checkpoint");
-    for (int32_t k = 0; k < NET_K; k++) assert_weights(g, k, w_ref[k], "from the periodic checkpoint");
-    assert_same_group_state(ref_g, g, "from the periodic checkpoint");
-    group_free(g);
-    log_free(second);
+    finish_and_compare(g, dir, "c", ref, NULL, 60, w_ref, ref_g, "from the periodic checkpoint");
 
     for (int32_t k = 0; k < NET_K; k++) free(w_ref[k]);
     group_free(ref_g);
