@@ -83,6 +83,15 @@ typedef struct be_ops {
      * runaway guard reads z_max^2 this way on a GPU (ALGORITHM.md §5: "may be read back
      * asynchronously a few steps late"). After a backend error: *max = NaN and L = 0. */
     int (*sq_max_lagged)(be_ctx *c, const float *x, const float *v, int64_t count, double *max);
+
+    /* Optional (NULL: one grad_batch per chain on its own handle). The mini-batch gradients of K
+     * chains in one batched pass, called on the first handle of a handle group (be_cuda_network_group;
+     * any CPU handles form one): g[k] = grad U_B(w[k]) over the host index list idx[k] (B rows),
+     * regulariser included, for buffers w[k], g[k] of handles of that group. Same result as K
+     * grad_batch calls up to float32 summation order (on the CPU: exactly). The multichain's
+     * lockstep mode (multichain.h) steps K chains around one such call per step. */
+    void (*grad_batch_group)(be_ctx *c, int32_t K, const float *const *w, const int32_t *const *idx, int32_t B,
+                             float *const *g);
 } be_ops;
 
 typedef struct be {

@@ -44,6 +44,14 @@ static void cpu_grad_batch(be_ctx *c, const float *w, const int32_t *idx, int32_
 
 static double cpu_grad_full(be_ctx *c, const float *w, float *g) { return c->target.grad_full(c->target.ctx, w, g); }
 
+/* CPU handles share the host's memory, so one handle computes every chain's gradient in turn
+ * with its own scratch: bit for bit what each chain's own grad_batch gives. */
+static void cpu_grad_batch_group(be_ctx *c, int32_t K, const float *const *w, const int32_t *const *idx, int32_t B,
+                                 float *const *g)
+{
+    for (int32_t k = 0; k < K; k++) cpu_grad_batch(c, w[k], idx[k], B, g[k]);
+}
+
 static void cpu_observe(be_ctx *c, const float *w, bool with_test, pot_obs *o)
 {
     c->target.observe(c->target.ctx, w, with_test, o);
@@ -136,28 +144,39 @@ static void cpu_destroy(be_ctx *c)
     free(c);
 }
 
+/* Every CPU handle's entries; the group gradient only for network handles (a custom target may
+ * keep per-handle state, e.g. its own noise, so each chain must call its own). */
+#define CPU_OPS_COMMON \
+    .destroy = cpu_destroy, \
+    .alloc = cpu_alloc, \
+    .release = cpu_release, \
+    .upload = cpu_copy, \
+    .download = cpu_copy, \
+    .copy = cpu_copy, \
+    .grad_batch = cpu_grad_batch, \
+    .grad_full = cpu_grad_full, \
+    .observe = cpu_observe, \
+    .moments = cpu_moments, \
+    .noise_seed = cpu_noise_seed, \
+    .noise_state_size = cpu_noise_state_size, \
+    .noise_save = cpu_noise_save, \
+    .noise_load = cpu_noise_load, \
+    .add_noise = cpu_add_noise, \
+    .axpy = cpu_axpy, \
+    .sq_stats = cpu_sq_stats, \
+    .dist2 = cpu_dist2, \
+    .adam = cpu_adam, \
+    .sync = cpu_sync,
+
 static const be_ops cpu_ops = {
     .name = "cpu",
-    .destroy = cpu_destroy,
-    .alloc = cpu_alloc,
-    .release = cpu_release,
-    .upload = cpu_copy,
-    .download = cpu_copy,
-    .copy = cpu_copy,
-    .grad_batch = cpu_grad_batch,
-    .grad_full = cpu_grad_full,
-    .observe = cpu_observe,
-    .moments = cpu_moments,
-    .noise_seed = cpu_noise_seed,
-    .noise_state_size = cpu_noise_state_size,
-    .noise_save = cpu_noise_save,
-    .noise_load = cpu_noise_load,
-    .add_noise = cpu_add_noise,
-    .axpy = cpu_axpy,
-    .sq_stats = cpu_sq_stats,
-    .dist2 = cpu_dist2,
-    .adam = cpu_adam,
-    .sync = cpu_sync,
+    CPU_OPS_COMMON
+    .grad_batch_group = cpu_grad_batch_group,
+};
+
+static const be_ops cpu_custom_ops = {
+    .name = "cpu",
+    CPU_OPS_COMMON
 };
 
 /* ---- the network target ---- */
@@ -225,7 +244,7 @@ int be_cpu_custom(be *out, const be_target *t, const be_layout *layout, bz_err *
     if (!c) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the CPU backend");
     c->target = *t;
     rng_seed(&c->noise, 0, 0);
-    out->ops = &cpu_ops;
+    out->ops = &cpu_custom_ops;
     out->ctx = c;
     out->layout = *layout;
     return 0;

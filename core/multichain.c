@@ -161,8 +161,106 @@ static int advance_one(mc_work *w, int32_t k, bz_err *e)
     return 0;
 }
 
+/* ---- lockstep: every chain's step around one batched gradient ---- */
+
+int mc_set_lockstep(mc_group *g, bool grouped, bz_err *e)
+{
+    for (int32_t k = 0; k < g->K; k++) {
+        const smp_vtable *vt = g->chains[k].vt;
+        if (!vt->step_pre || !vt->step_post)
+            return bz_fail(e, BZ_EINVAL, "sampler.method",
+                           "lockstep batching needs one mini-batch gradient per step; method %s takes its gradients "
+                           "inside a step (run its chains in threads instead)",
+                           spec_method_name(g->spec->sampler.method));
+    }
+    be *b0 = g->chains[0].b;
+    g->lockstep = true;
+    g->group_grad = grouped && b0->ops->grad_batch_group != NULL;
+    g->threads = 1; /* grouped handles share one device stream and workspace */
+    return 0;
+}
+
+/* grad U_B(w) over each running chain's batch into its g: one batched call on the group's first
+ * handle, or one call per chain. */
+static void lockstep_gradients(mc_group *g, const int32_t *run, int32_t m)
+{
+    if (!g->group_grad) {
+        for (int32_t i = 0; i < m; i++) {
+            smp_chain *c = &g->chains[run[i]];
+            c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
+        }
+        return;
+    }
+    const float *w[MC_MAX_CHAINS];
+    const int32_t *idx[MC_MAX_CHAINS];
+    float *grad[MC_MAX_CHAINS];
+    for (int32_t i = 0; i < m; i++) {
+        smp_chain *c = &g->chains[run[i]];
+        w[i] = c->w, idx[i] = c->idx, grad[i] = c->g;
+    }
+    be *b0 = g->chains[0].b;
+    b0->ops->grad_batch_group(b0->ctx, m, w, idx, g->chains[run[0]].sp->batch, grad);
+}
+
+/* The chains still short of target (and not finished early), in slot order. */
+static int32_t running_chains(const mc_group *g, int64_t target, int32_t *run)
+{
+    int32_t m = 0;
+    for (int32_t k = 0; k < g->K; k++)
+        if (g->chains[k].step < target && !g->chains[k].stop_early) run[m++] = k;
+    return m;
+}
+
+/* One step of every running chain: pre-halves, the gradients, post-halves. Every chain finishes
+ * its step even when another fails, so the survivors stay consistent; the first failure is
+ * returned (slot in g->failed). The step's wall time counts for each chain: they ran together. */
+static int lockstep_round(mc_group *g, const int32_t *run, int32_t m, bz_err *e)
+{
+    int rc = 0;
+    bool ok[MC_MAX_CHAINS];
+    const double t0 = smp_now();
+    for (int32_t i = 0; i < m; i++) {
+        smp_chain *c = &g->chains[run[i]];
+        bz_err ce;
+        ok[i] = c->vt->step_pre(c, &ce) == 0;
+        if (!ok[i] && !rc) rc = ce.code, *e = ce, g->failed = run[i];
+    }
+    if (rc) return rc;
+    lockstep_gradients(g, run, m);
+    for (int32_t i = 0; i < m; i++) {
+        smp_chain *c = &g->chains[run[i]];
+        bz_err ce;
+        ok[i] = c->vt->step_post(c, &ce) == 0;
+        if (!ok[i] && !rc) rc = ce.code, *e = ce, g->failed = run[i];
+    }
+    const double dt = smp_now() - t0;
+    for (int32_t i = 0; i < m; i++) {
+        smp_chain *c = &g->chains[run[i]];
+        c->t_wall += dt;
+        if (ok[i]) c->step++;
+    }
+    return rc;
+}
+
+static int advance_lockstep(mc_group *g, int64_t target, const mc_sink *s, bz_err *e)
+{
+    int32_t run[MC_MAX_CHAINS];
+    g->failed = -1;
+    for (;;) {
+        const int32_t m = running_chains(g, target, run);
+        if (m == 0) return 0;
+        if (s && s->should_stop && s->should_stop(s->ctx)) return BZ_ECANCELLED;
+        int rc = lockstep_round(g, run, m, e);
+        if (rc) {
+            name_chain(g, g->failed, e);
+            return rc;
+        }
+    }
+}
+
 int mc_advance(mc_group *g, int64_t target, const mc_sink *sink, bz_err *e)
 {
+    if (g->lockstep) return advance_lockstep(g, target, sink, e);
     mc_work *w = calloc(1, sizeof *w);
     if (!w) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the chain workers");
     w->g = g;

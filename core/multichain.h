@@ -67,6 +67,8 @@ struct mc_group {
     double exchange_time;            /* seconds in exchange rounds (U evaluations, swaps) */
     int32_t failed;                  /* slot whose error the last parallel call returned, or -1 */
     bool resumed;                    /* loaded from a checkpoint (mc_run writes no step-0 records) */
+    bool lockstep;                   /* mc_set_lockstep: chains step together around one gradient call */
+    bool group_grad;                 /* lockstep through the first handle's grad_batch_group */
 };
 
 /* Create the K chains of spec s on the K backend handles b[0..K) (one per chain, same data and
@@ -76,6 +78,15 @@ int mc_create(mc_group *g, const bz_spec *s, be *b, int32_t threads, bz_err *e);
 /* Upload the same initial weights (host, n floats) into every chain and start each sampler. */
 int mc_start(mc_group *g, const float *w_init, bz_err *e);
 void mc_destroy(mc_group *g);
+
+/* Lockstep mode (after mc_create): every step, each running chain's step_pre (sampler.h), then
+ * the mini-batch gradients of all of them, then each step_post, in the calling thread. With
+ * grouped (the handles were opened as one group: be_cuda_network_group, or CPU network handles)
+ * the gradients are one grad_batch_group call on the first handle: on CUDA one batched GEMM per
+ * layer and pass for all chains, instead of K small GEMMs from K threads. Without it, one
+ * grad_batch per chain (tests). Results equal the threaded mode's (bit for bit on the CPU).
+ * Methods with other gradients inside a step (hmc, mbhmc) are refused (BZ_EINVAL). */
+int mc_set_lockstep(mc_group *g, bool grouped, bz_err *e);
 
 /* Run every chain to sampler.steps (or until should_stop), with exchanges, records, samples and
  * checkpoints at the steps an unbatched chain would have them. Returns 0, BZ_ECANCELLED, or the

@@ -36,6 +36,14 @@ typedef struct smp_vtable {
      * not to a temperature, and re-thermalise each chain at its own T. NULL: the sampler keeps no
      * such state (sgld). Methods that do not support exchange are refused by the spec. */
     int (*swap)(smp_chain *a, smp_chain *b, bz_err *e);
+    /* Lockstep stepping (multichain.h), optional, both or neither: a step whose one gradient is
+     * the mini-batch gradient of the step's new w, split around it. step_pre does everything up
+     * to that gradient and leaves the batch in c->idx; the caller puts grad U_B(c->w) over it
+     * into c->g (for many chains in one batched call); step_post finishes the step. pre, the
+     * gradient, post is exactly step (the samplers' step is written that way). NULL: the method
+     * takes other gradients inside a step (hmc, mbhmc) and steps whole. */
+    int (*step_pre)(smp_chain *c, bz_err *e);
+    int (*step_post)(smp_chain *c, bz_err *e);
 } smp_vtable;
 
 struct smp_chain {

@@ -122,4 +122,5 @@ static void adam_destroy(smp_chain *c)
     c->state = NULL;
 }
 
-const smp_vtable smp_adam = {SM_ADAM, adam_start, adam_alloc, adam_step, adam_observe, adam_save, adam_load, adam_destroy, NULL};
+const smp_vtable smp_adam = {SM_ADAM, adam_start, adam_alloc, adam_step, adam_observe, adam_save, adam_load, adam_destroy, NULL,
+                             NULL, NULL /* Adam is an optimiser: never batched */};

@@ -177,6 +177,6 @@ static int hmc_swap(smp_chain *a, smp_chain *b, bz_err *e)
 }
 
 const smp_vtable smp_hmc = {SM_HMC, hmc_start, hmc_alloc, hmc_step, hmc_observe, hmc_save, hmc_load, hmc_destroy,
-                            hmc_swap};
+                            hmc_swap, NULL, NULL /* gradients inside a trajectory: no lockstep */};
 const smp_vtable smp_mbhmc = {SM_MBHMC, hmc_start, hmc_alloc, hmc_step, hmc_observe, hmc_save, hmc_load, hmc_destroy,
-                              NULL /* exchange: hmc, pl and sgld only */};
+                              NULL /* exchange: hmc, pl and sgld only */, NULL, NULL};

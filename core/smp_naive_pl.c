@@ -78,4 +78,5 @@ static void naive_destroy(smp_chain *c)
 }
 
 const smp_vtable smp_naive_pl = {SM_NAIVE_PL, naive_start, naive_alloc, naive_step, naive_observe,
-                                 naive_save, naive_load, naive_destroy, NULL};
+                                 naive_save, naive_load, naive_destroy, NULL,
+                                 NULL, NULL /* batched: pl, hmc and sgld only */};

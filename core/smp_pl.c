@@ -448,9 +448,12 @@ static void o_step(smp_chain *c)
     b->ops->upload(b->ctx, s->p, s->hostf, n);
 }
 
-/* O-B-A-B-O. The gradient in c->g belongs to the current w (computed after the previous A). */
-static int pl_step(smp_chain *c, bz_err *e)
+/* O-B-A-B-O, in two halves around the new mini-batch gradient so a multichain group can compute
+ * the gradients of all its chains at once (multichain.h, lockstep). The gradient in c->g belongs
+ * to the current w (computed after the previous A). First half: O, B, A, and the next batch. */
+static int pl_step_pre(smp_chain *c, bz_err *e)
 {
+    (void)e;
     pl_state *s = st(c);
     be *b = c->b;
     const float h = (float)c->sp->h;
@@ -459,7 +462,17 @@ static int pl_step(smp_chain *c, bz_err *e)
     b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
     b->ops->axpy(b->ctx, c->w, h, s->p, s->inv_m, n);        /* A */
     smp_draw_batch(c);
-    b->ops->grad_batch(b->ctx, c->w, c->idx, c->sp->batch, c->g);
+    return 0;
+}
+
+/* Second half, with c->g = grad U_B(w) of the batch in c->idx: B, O, the runaway guard and the
+ * periodic mass update. */
+static int pl_step_post(smp_chain *c, bz_err *e)
+{
+    pl_state *s = st(c);
+    be *b = c->b;
+    const float h = (float)c->sp->h;
+    const int64_t n = c->n;
     b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
     o_step(c);                                               /* O */
     double zmax2;
@@ -488,6 +501,14 @@ static int pl_step(smp_chain *c, bz_err *e)
         return mass_update(c, NULL, e);
     }
     return 0;
+}
+
+static int pl_step(smp_chain *c, bz_err *e)
+{
+    int rc = pl_step_pre(c, e);
+    if (rc) return rc;
+    c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
+    return pl_step_post(c, e);
 }
 
 static double mean_range(const double *x, int64_t lo, int64_t hi)
@@ -634,7 +655,8 @@ static int pl_swap(smp_chain *a, smp_chain *b, bz_err *e)
     return 0;
 }
 
-const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, pl_step, pl_observe, pl_save, pl_load, pl_destroy, pl_swap};
+const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, pl_step, pl_observe, pl_save, pl_load, pl_destroy, pl_swap,
+                            pl_step_pre, pl_step_post};
 
 int pl_inspect(smp_chain *c, pl_view *v)
 {

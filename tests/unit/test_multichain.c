@@ -893,6 +893,38 @@ static void assert_weights(mc_group *g, int32_t k, const float *ref, const char 
 
 /* ---- batched = unbatched ---- */
 
+/* How a group steps its chains: threads (one chain per thread), or lockstep around one gradient
+ * call per step, through the first handle's group gradient or per chain. */
+enum { MODE_THREADS, MODE_LOCKSTEP_GROUPED, MODE_LOCKSTEP_PER_CHAIN, N_GROUP_MODES };
+static const char *const group_mode_name[N_GROUP_MODES] = {"threads vs alone", "lockstep (group gradient) vs alone",
+                                                           "lockstep (per-chain gradients) vs alone"};
+
+/* Every chain of group g (run into `batched`) against the same chain run alone. */
+static void compare_with_alone(mc_group *g, const net_job *j, const run_log *alone, const run_log *batched,
+                               float *const *w_alone, const char *mode)
+{
+    for (int32_t k = 0; k < NET_K; k++) {
+        const chain_log *a = &alone->ch[k], *b = &batched->ch[k];
+        cr_assert_eq(a->n_rec, 11, "chain %d: %d records alone", k, a->n_rec);
+        cr_assert_eq(b->n_rec, a->n_rec, "chain %d: %d records batched, %d alone", k, b->n_rec, a->n_rec);
+        for (int i = 0; i < a->n_rec; i++) assert_same_record(&a->rec[i], &b->rec[i], mode);
+        cr_assert_eq(a->n_samples, 5);
+        cr_assert_eq(b->n_samples, a->n_samples, "chain %d: %d samples batched, %d alone", k, b->n_samples,
+                     a->n_samples);
+        for (int s = 0; s < a->n_samples; s++) {
+            cr_assert_eq(a->sample_step[s], b->sample_step[s]);
+            cr_assert_eq(memcmp(a->sample[s], b->sample[s], sizeof(float) * (size_t)j->a.n), 0,
+                         "%s: chain %d: the sample at step %lld differs", mode, k, (long long)a->sample_step[s]);
+        }
+        assert_weights(g, k, w_alone[k], mode);
+        /* the chains differ from each other (each has its own T and streams) */
+        if (k > 0) cr_assert_neq(a->rec[a->n_rec - 1].v[OBS_U], alone->ch[0].rec[a->n_rec - 1].v[OBS_U]);
+        /* without exchange the exchange observables stay empty */
+        cr_assert(isnan(b->rec[b->n_rec - 1].v[OBS_REPLICA]) && isnan(b->rec[b->n_rec - 1].v[OBS_EX_ACC]));
+    }
+}
+
+
 static void check_batched_equals_unbatched(sampler_method m)
 {
     net_job j;
@@ -913,42 +945,40 @@ static void check_batched_equals_unbatched(sampler_method m)
         download(&c, c.w, w_alone[k]);
         smp_chain_destroy(&c);
     }
-    /* the batched group on two threads */
-    mc_group *g = calloc(1, sizeof *g);
-    cr_assert_eq(mc_create(g, &j.spec, j.b, 2, &e), 0, "%s", e.msg);
-    cr_assert_eq(g->threads, 2);
-    cr_assert_eq(mc_start(g, j.w_init, &e), 0, "%s", e.msg);
-    run_log *batched = log_new("/tmp", "unused");
-    mc_sink sink = {batched, group_record, group_sample, NULL, NULL, NULL};
-    cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
-    for (int32_t k = 0; k < NET_K; k++) {
-        const chain_log *a = &alone->ch[k], *b = &batched->ch[k];
-        cr_assert_eq(a->n_rec, 11, "chain %d: %d records alone", k, a->n_rec);
-        cr_assert_eq(b->n_rec, a->n_rec, "chain %d: %d records batched, %d alone", k, b->n_rec, a->n_rec);
-        for (int i = 0; i < a->n_rec; i++) assert_same_record(&a->rec[i], &b->rec[i], "batched vs alone");
-        cr_assert_eq(a->n_samples, 5);
-        cr_assert_eq(b->n_samples, a->n_samples, "chain %d: %d samples batched, %d alone", k, b->n_samples,
-                     a->n_samples);
-        for (int s = 0; s < a->n_samples; s++) {
-            cr_assert_eq(a->sample_step[s], b->sample_step[s]);
-            cr_assert_eq(memcmp(a->sample[s], b->sample[s], sizeof(float) * (size_t)j.a.n), 0,
-                         "chain %d: the sample at step %lld differs", k, (long long)a->sample_step[s]);
+    for (int mode = 0; mode < N_GROUP_MODES; mode++) {
+        if (mode != MODE_THREADS && m == SM_HMC) {
+            mc_group *h = calloc(1, sizeof *h);
+            cr_assert_eq(mc_create(h, &j.spec, j.b, 1, &e), 0, "%s", e.msg);
+            cr_assert_eq(mc_set_lockstep(h, true, &e), BZ_EINVAL, "hmc takes gradients inside a step: no lockstep");
+            cr_assert(strstr(e.msg, "hmc") && !strcmp(e.field, "sampler.method"), "%s: %s", e.field, e.msg);
+            mc_destroy(h);
+            free(h);
+            continue;
         }
-        assert_weights(g, k, w_alone[k], "batched vs alone");
-        /* the chains differ from each other (each has its own T and streams) */
-        if (k > 0) cr_assert_neq(a->rec[a->n_rec - 1].v[OBS_U], alone->ch[0].rec[a->n_rec - 1].v[OBS_U]);
-        /* without exchange the exchange observables stay empty */
-        cr_assert(isnan(b->rec[b->n_rec - 1].v[OBS_REPLICA]) && isnan(b->rec[b->n_rec - 1].v[OBS_EX_ACC]));
-        free(w_alone[k]);
+        mc_group *g = calloc(1, sizeof *g);
+        cr_assert_eq(mc_create(g, &j.spec, j.b, 2, &e), 0, "%s", e.msg);
+        cr_assert_eq(g->threads, 2);
+        if (mode != MODE_THREADS) {
+            cr_assert_eq(mc_set_lockstep(g, mode == MODE_LOCKSTEP_GROUPED, &e), 0, "%s", e.msg);
+            cr_assert(g->lockstep && g->threads == 1);
+            cr_assert_eq(g->group_grad, mode == MODE_LOCKSTEP_GROUPED, "grouped CPU network handles batch");
+        }
+        cr_assert_eq(mc_start(g, j.w_init, &e), 0, "%s", e.msg);
+        run_log *batched = log_new("/tmp", "unused");
+        mc_sink sink = {batched, group_record, group_sample, NULL, NULL, NULL};
+        cr_assert_eq(mc_run(g, &sink, &e), 0, "%s", e.msg);
+        compare_with_alone(g, &j, alone, batched, w_alone, group_mode_name[mode]);
+        mc_destroy(g);
+        free(g);
+        log_free(batched);
     }
+    for (int32_t k = 0; k < NET_K; k++) free(w_alone[k]);
     cr_log_info("%s: %d chains x %d records and %d samples identical batched and alone", spec_method_name(m), NET_K,
                 alone->ch[0].n_rec, alone->ch[0].n_samples);
-    mc_destroy(g);
-    free(g);
     log_free(alone);
-    log_free(batched);
     net_close(&j);
 }
+
 
 Test(multichain, batched_equals_unbatched_pl) { check_batched_equals_unbatched(SM_PL); }
 Test(multichain, batched_equals_unbatched_hmc) { check_batched_equals_unbatched(SM_HMC); }
@@ -1121,6 +1151,24 @@ static void check_resume(sampler_method m)
     g = group_loaded(&j, ref->periodic_path, 2);
     cr_assert_eq(mc_step(g), 50);
     finish_and_compare(g, dir, "c", ref, NULL, 60, w_ref, ref_g, "from the periodic checkpoint");
+
+    /* (e) lockstep (pl, sgld): stopped between two rounds of a block, resumed in lockstep; the
+     * threaded reference's records, weights and exchanges come out. Polls: one per block in
+     * mc_run and one per lockstep round, 11 per block of 10 steps; stopping after 11 * 7 + 1 + 4
+     * leaves every chain at 74. */
+    if (m != SM_HMC) {
+        g = group_fresh(&j, 1);
+        cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+        first = log_new(dir, "e");
+        first->stop_after_calls = 11 * 7 + 1 + 4;
+        sink = group_sink(first);
+        cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
+        for (int32_t k = 0; k < NET_K; k++) cr_assert_eq(g->chains[k].step, 74, "lockstep chains stay together");
+        group_free(g);
+        g = group_loaded(&j, first->final_path, 1);
+        cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+        finish_and_compare(g, dir, "e2", ref, first, 0, w_ref, ref_g, "lockstep, stopped mid-block");
+    }
 
     for (int32_t k = 0; k < NET_K; k++) free(w_ref[k]);
     group_free(ref_g);
