@@ -2,13 +2,18 @@
  * ([500, 20, 100, 10], 13 130 weights, spin data P = 2000, pL with its defaults, batch 128), run
  * sequentially (as an unbatched sweep does) against batched (one mc_group, multichain.h).
  *
- * For each K (default 1, 4, 16, 64), four modes, each on its own chains:
+ * For each K (default 1, 4, 16, 64), five modes, each on its own chains:
  *   seq_all  K chains one after another on ONE backend handle, OpenBLAS on --threads threads
  *            (default: every core, as `boltzd run` and a one-worker daemon give an unbatched sweep);
  *   seq_1    the same with OpenBLAS on 1 thread;
  *   batched  one mc_group of K chains on K handles, --threads worker threads, OpenBLAS 1 thread,
  *            mc_advance by S steps;
- *   exchange the same with a replica-exchange round (mc_exchange) every --exchange-every steps,
+ *   lockstep one mc_group in lockstep (mc_set_lockstep): every chain's step around one gradient
+ *            call per step. On CUDA the K handles are one handle group (be_cuda_network_group:
+ *            shared data, the gradients of all chains as batched GEMMs, one host thread); on the
+ *            CPU the K handles with the CPU's group gradient (a loop), one thread, OpenBLAS 1
+ *            thread: there it shows the cost of stepping in lockstep, not a speed-up;
+ *   exchange the batched group with a replica-exchange round (mc_exchange) every --exchange-every steps,
  *            driven as mc_run drives it (mc_advance to the next multiple, then the round); its
  *            cells are S rounded up to a multiple of the interval.
  * A cell is S steps of every chain; the aggregate rate is K*S / wall seconds, and the process CPU
@@ -60,8 +65,8 @@
 #define T_LOW 1e-3   /* the lowest temperature (examples/spin-small.json) */
 #define T_DECADES 1.0
 
-enum { SEQ_ALL, SEQ_1, BATCHED, EXCHANGE, N_MODES };
-static const char *const MODE_NAMES[N_MODES] = {"seq_all", "seq_1", "batched", "exchange"};
+enum { SEQ_ALL, SEQ_1, BATCHED, LOCKSTEP, EXCHANGE, N_MODES };
+static const char *const MODE_NAMES[N_MODES] = {"seq_all", "seq_1", "batched", "lockstep", "exchange"};
 
 typedef struct options {
     int32_t chains[MAX_K_VALUES];
@@ -330,13 +335,37 @@ static void seq_close(seq_set *q)
     be_destroy(&q->b);
 }
 
+/* The K handles of a lockstep group: one CUDA handle group, or K CPU handles. */
+static void open_lockstep_backends(group_set *p, const options *o, const bz_spec *s, const nn_arch *a,
+                                   const ds_data *d)
+{
+    const int32_t K = s->sampler.n_T;
+#ifdef BOLTZ_HAVE_CUDA
+    if (o->cuda) {
+        be_cuda_opts co;
+        be_cuda_default_opts(&co);
+        co.device = o->device;
+        bz_err e;
+        if (be_cuda_network_group(p->b, K, a, d, s->model.lambda, s->sampler.batch, &co, &e))
+            die("opening a CUDA handle group", &e);
+        p->opened = K;
+        return;
+    }
+#endif
+    for (p->opened = 0; p->opened < K; p->opened++) open_backend(&p->b[p->opened], o, s, a, d);
+}
+
 static double group_open(group_set *p, const options *o, const bz_spec *s, const nn_arch *a, const ds_data *d,
-                         const float *w_init)
+                         const float *w_init, bool lockstep)
 {
     bz_err e;
     const int32_t K = s->sampler.n_T;
-    for (p->opened = 0; p->opened < K; p->opened++) open_backend(&p->b[p->opened], o, s, a, d);
+    if (lockstep)
+        open_lockstep_backends(p, o, s, a, d);
+    else
+        for (p->opened = 0; p->opened < K; p->opened++) open_backend(&p->b[p->opened], o, s, a, d);
     if (mc_create(&p->g, s, p->b, o->threads, &e)) die("creating the group", &e);
+    if (lockstep && mc_set_lockstep(&p->g, true, &e)) die("lockstep", &e);
     double t0 = smp_now();
     if (mc_start(&p->g, w_init, &e)) die("starting the group", &e);
     for (int32_t k = 0; k < K; k++) sync_backend(&p->b[k]);
@@ -392,7 +421,7 @@ static void exchange_steps(group_set *p, int64_t S, int64_t every)
 
 typedef struct k_sets {
     seq_set *seq[2];   /* SEQ_ALL, SEQ_1 */
-    group_set *grp[2]; /* BATCHED, EXCHANGE */
+    group_set *grp[3]; /* BATCHED, LOCKSTEP, EXCHANGE */
 } k_sets;
 
 static bool mode_runs(const options *o, int32_t K, int mode)
@@ -413,8 +442,9 @@ static void run_mode(const options *o, k_sets *ks, int mode, int64_t S)
     switch (mode) {
     case SEQ_ALL:
     case SEQ_1: seq_steps(ks->seq[mode == SEQ_1], S); break;
-    case BATCHED: batched_steps(ks->grp[0], S); break;
-    default: exchange_steps(ks->grp[1], S, o->exchange_every); break;
+    case BATCHED:
+    case LOCKSTEP: batched_steps(ks->grp[mode - BATCHED], S); break;
+    default: exchange_steps(ks->grp[EXCHANGE - BATCHED], S, o->exchange_every); break;
     }
 }
 
@@ -432,7 +462,7 @@ static void open_sets(const options *o, k_sets *ks, k_result *r, const bz_spec *
         } else {
             group_set *p = xcalloc(1, sizeof(group_set));
             ks->grp[m - BATCHED] = p;
-            r->start_s[m] = group_open(p, o, s, a, d, w_init);
+            r->start_s[m] = group_open(p, o, s, a, d, w_init, m == LOCKSTEP);
         }
     }
 }
@@ -441,8 +471,10 @@ static void close_sets(k_sets *ks)
 {
     for (int i = 0; i < 2; i++) {
         if (ks->seq[i]) seq_close(ks->seq[i]);
-        if (ks->grp[i]) group_close(ks->grp[i]);
         free(ks->seq[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (ks->grp[i]) group_close(ks->grp[i]);
         free(ks->grp[i]);
     }
 }
@@ -499,7 +531,8 @@ static void measure_k(const options *o, k_result *r, const nn_arch *a, const ds_
     r->cal_rate = o->steps > 0 ? 0.0 : calibrate(o, &ks, r->K);
     r->S = steps_for(o, r->K, r->cal_rate);
     r->S_ex = exchange_steps_for(o, r->S);
-    mc_group *gx = ks.grp[1] ? &ks.grp[1]->g : NULL;
+    group_set *gex = ks.grp[EXCHANGE - BATCHED];
+    mc_group *gx = gex ? &gex->g : NULL;
     int64_t rounds0 = gx ? gx->rounds : 0;
     for (int rep = 0; rep < o->reps; rep++)
         for (int i = 0; i < N_MODES; i++) {
@@ -591,11 +624,12 @@ static const k_result *find_k(const k_result *res, int n, int32_t K)
 
 static void print_row(const options *o, const k_result *r, const k_result *one)
 {
-    char c[N_MODES][48], q[3][16], steps[48], cores[48], ex_cost[24] = "n/a", ex_share[24] = "n/a", per_cpu[16] = "n/a";
+    char c[N_MODES][48], q[4][16], steps[48], cores[48], ex_cost[24] = "n/a", ex_share[24] = "n/a", per_cpu[16] = "n/a";
     for (int m = 0; m < N_MODES; m++) cell(c[m], sizeof c[m], r, m, o->reps);
     ratio(q[0], sizeof q[0], r, BATCHED, r, SEQ_ALL, o->reps);
     ratio(q[1], sizeof q[1], r, BATCHED, r, SEQ_1, o->reps);
     ratio(q[2], sizeof q[2], r, BATCHED, one, SEQ_ALL, o->reps);
+    ratio(q[3], sizeof q[3], r, LOCKSTEP, one, SEQ_ALL, o->reps);
     cores_cell(cores, sizeof cores, r, o->reps);
     if (r->ran[EXCHANGE] && r->S_ex != r->S)
         snprintf(steps, sizeof steps, "%lld (%lld)", (long long)r->S, (long long)r->S_ex);
@@ -609,8 +643,9 @@ static void print_row(const options *o, const k_result *r, const k_result *one)
     if (r->ran[SEQ_1])
         snprintf(per_cpu, sizeof per_cpu, "%.2f",
                  per_cpu_median(r, BATCHED, o->reps) / per_cpu_median(r, SEQ_1, o->reps));
-    printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.3f |\n", (int)r->K, steps, c[SEQ_ALL],
-           c[SEQ_1], c[BATCHED], q[0], q[1], q[2], c[EXCHANGE], ex_cost, ex_share, cores, per_cpu,
+    printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.3f |\n", (int)r->K, steps,
+           c[SEQ_ALL], c[SEQ_1], c[BATCHED], q[0], q[1], q[2], c[LOCKSTEP], q[3], c[EXCHANGE], ex_cost, ex_share, cores,
+           per_cpu,
            r->start_s[BATCHED] / r->K);
 }
 
@@ -622,6 +657,8 @@ static void print_notes(const options *o, const run_info *info)
            "wall of the + exchange cell;\n"
            "cores busy = process CPU seconds / wall seconds, median, for seq all-cores / seq 1-thread / batched "
            "(OpenBLAS's spinning threads count);\n"
+           "lockstep = one group in lockstep (CUDA: one handle group, batched GEMMs; CPU: one thread); "
+           "lockstep/one chain = lockstep against seq all-cores at K = 1;\n"
            "batched/seq 1 per CPU s = the ratio of chain-steps per process CPU second (1: batching costs no extra "
            "work; the wall-clock\ngain is then the cores the batched threads get); start s/chain = the batched "
            "group's start (mc_start) over K.\n",
@@ -635,8 +672,9 @@ static void print_notes(const options *o, const run_info *info)
 static void print_table(const options *o, const run_info *info, const k_result *res, int n)
 {
     printf("\n| K | S | seq all-cores | seq 1-thread | batched | batched/seq all | batched/seq 1 | batched/one chain |"
-           " + exchange | exchange cost | exchange share | cores busy | batched/seq 1 per CPU s | start s/chain |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           " lockstep | lockstep/one chain | + exchange | exchange cost | exchange share | cores busy |"
+           " batched/seq 1 per CPU s | start s/chain |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < n; i++) print_row(o, &res[i], find_k(res, n, 1));
     print_notes(o, info);
     fflush(stdout);

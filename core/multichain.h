@@ -4,7 +4,8 @@
  * A group holds one smp_chain per temperature of the spec (slot k runs at sampler.T[k]), each on
  * its own backend handle (the caller opens K handles on the same data: on the CPU each has its
  * own scratch, so the chains step in parallel threads, one chain per thread, OpenBLAS single-
- * threaded inside; small GEMMs do not scale across cores, many chains do). Every chain keeps its
+ * threaded inside; small GEMMs do not scale across cores, many chains do), or in lockstep around
+ * one batched gradient call per step (mc_set_lockstep: a CUDA handle group). Every chain keeps its
  * own sampler state, RNG streams and counters, seeded exactly as chain k of an unbatched sweep,
  * so without exchange a batched run reproduces the unbatched chains bit for bit on the CPU.
  *

@@ -1,6 +1,8 @@
 /* backend_select.c: spec "backend" -> a be handle (see backend_select.h). */
 #include "backend_select.h"
 
+#include "sampler.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +68,56 @@ int backend_open_on(const bz_spec *s, const nn_arch *a, const ds_data *d, int de
         snprintf(note, note_len, "backend cpu%s", wants_tf32(s) ? " (precision tf32 applies to CUDA only)" : "");
     }
     return be_cpu_network(out, a, d, s->model.lambda, max_batch_of(s), e);
+}
+
+#ifdef BOLTZ_HAVE_CUDA
+/* Lockstep on a CUDA handle group, unless BOLTZ_BATCH_MODE=threads or the method takes other
+ * gradients inside a step (hmc). */
+static bool lockstep_wanted(const bz_spec *s)
+{
+    const char *mode = getenv("BOLTZ_BATCH_MODE");
+    if (mode && !strcmp(mode, "threads")) return false;
+    return smp_lookup(s->sampler.method)->step_pre != NULL;
+}
+
+static int open_cuda_group(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, int32_t K, be *out,
+                           char *note, size_t note_len, bz_err *e)
+{
+    be_cuda_opts o;
+    be_cuda_default_opts(&o);
+    o.device = device;
+    o.tf32 = wants_tf32(s);
+    int rc = be_cuda_network_group(out, K, a, d, s->model.lambda, max_batch_of(s), &o, e);
+    if (rc) return rc;
+    char name[256];
+    gpu_device_name(device, name, sizeof name);
+    snprintf(note, note_len, "backend %s: CUDA device %d (%s), %s, %d chains in lockstep with batched GEMMs",
+             s->backend, device, name, o.tf32 ? "TF32 tensor cores" : "float32", (int)K);
+    return 0;
+}
+#endif
+
+int backend_open_group(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, int32_t K, be *out,
+                       bool *grouped, char *note, size_t note_len, bz_err *e)
+{
+    *grouped = false;
+#ifdef BOLTZ_HAVE_CUDA
+    char why[256];
+    const bool cuda = !strcmp(s->backend, "cuda") || !strcmp(s->backend, "auto");
+    if (cuda && lockstep_wanted(s) && cuda_devices(why, sizeof why) > 0) {
+        int rc = open_cuda_group(s, a, d, device, K, out, note, note_len, e);
+        *grouped = rc == 0;
+        return rc;
+    }
+#endif
+    for (int32_t k = 0; k < K; k++) {
+        int rc = backend_open_on(s, a, d, device, &out[k], note, note_len, e);
+        if (rc) {
+            for (int32_t j = 0; j < k; j++) be_destroy(&out[j]);
+            return rc;
+        }
+    }
+    return 0;
 }
 
 int backend_open(const bz_spec *s, const nn_arch *a, const ds_data *d, be *out, char *note, size_t note_len,

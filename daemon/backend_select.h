@@ -4,6 +4,7 @@
 #ifndef BZ_BACKEND_SELECT_H
 #define BZ_BACKEND_SELECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backend.h"
@@ -15,6 +16,14 @@
  * message a person can act on; the spec's precision "tf32" turns on TF32 GEMMs on CUDA. */
 int backend_open_on(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, be *out, char *note,
                     size_t note_len, bz_err *e);
+
+/* The K handles of a batched job (one per chain). On CUDA, for a method that steps around one
+ * mini-batch gradient (pl, sgld), one handle group (be_cuda_network_group: shared data, batched
+ * GEMMs for all chains) and *grouped = true: the caller runs the group in lockstep
+ * (mc_set_lockstep). Otherwise K separate handles, stepped in threads (*grouped = false).
+ * BOLTZ_BATCH_MODE=threads in the environment keeps CUDA on separate handles too. */
+int backend_open_group(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, int32_t K, be *out,
+                       bool *grouped, char *note, size_t note_len, bz_err *e);
 
 /* backend_open_on device 0 (the CLI's `boltzd run`). */
 int backend_open(const bz_spec *s, const nn_arch *a, const ds_data *d, be *out, char *note, size_t note_len,

@@ -312,19 +312,13 @@ static void close_backends(be *b, int32_t count)
     for (int32_t k = 0; k < count; k++) be_destroy(&b[k]);
 }
 
-/* One backend handle per chain on the same data; on the CPU the chains then step in parallel
- * threads with a single-threaded BLAS each. */
-static int open_backends(const bz_spec *s, const nn_arch *a, const ds_data *d, be *b, char *note, size_t len,
-                         bz_err *e)
+/* The chains' handles (backend_open_group): on CUDA one handle group stepped in lockstep, else
+ * one handle per chain, which on the CPU step in parallel threads with a single-threaded BLAS. */
+static int create_group(mc_group *g, const bz_spec *s, be *b, bool grouped, bz_err *e)
 {
-    for (int32_t k = 0; k < s->sampler.n_T; k++) {
-        int rc = backend_open(s, a, d, &b[k], note, len, e);
-        if (rc) {
-            close_backends(b, k);
-            return rc;
-        }
-    }
-    return 0;
+    int rc = mc_create(g, s, b, 0, e);
+    if (!rc && grouped) rc = mc_set_lockstep(g, true, e);
+    return rc;
 }
 
 static int start_or_resume_group(mc_group *g, const bz_spec *s, const nn_arch *a, group_out *o, int resume,
@@ -365,12 +359,13 @@ static int run_batched(const bz_spec *s, const nn_arch *a, const ds_data *d, con
 {
     be b[MC_MAX_CHAINS];
     char note[512];
-    int rc = open_backends(s, a, d, b, note, sizeof note, e);
+    bool grouped = false;
+    int rc = backend_open_group(s, a, d, 0, s->sampler.n_T, b, &grouped, note, sizeof note, e);
     if (rc) return rc;
     group_out *o = calloc(1, sizeof *o);
     mc_group *g = calloc(1, sizeof *g);
     if (!o || !g) rc = bz_fail(e, BZ_ENOMEM, NULL, "out of memory for a batched job");
-    if (!rc) rc = mc_create(g, s, b, 0, e);
+    if (!rc) rc = create_group(g, s, b, grouped, e);
     if (rc) {
         free(o);
         free(g);
@@ -390,8 +385,8 @@ static int run_batched(const bz_spec *s, const nn_arch *a, const ds_data *d, con
     if (!rc) rc = start_or_resume_group(g, s, a, o, resume, quiet, e);
     if (!rc) rc = open_group_outputs(o, g, s, csv, e);
     if (!quiet)
-        fprintf(stderr, "boltzd: %s; %d chains batched on %d threads%s\n", note, (int)g->K, (int)g->threads,
-                g->exchange_every > 0 ? ", replica exchange" : "");
+        fprintf(stderr, "boltzd: %s; %d chains batched %s%d thread(s)%s\n", note, (int)g->K,
+                g->lockstep ? "in lockstep, " : "on ", (int)g->threads, g->exchange_every > 0 ? ", replica exchange" : "");
     if (!rc) {
         for (int32_t k = 0; k < g->K; k++) write_status(o->ch[k].dir, "running", g->chains[k].step, NULL, b[0].ops->name);
         o->started = smp_now();

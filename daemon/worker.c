@@ -2,8 +2,9 @@
  * sweep as one group (core/multichain.h).
  *
  * A batched sweep keeps its rows (a parent, one child per temperature, so every per-chain endpoint
- * works per child), but one worker claims the parent and runs every chain: one backend handle per
- * chain on the worker's device, the chains stepping in parallel threads. Records go to the child of
+ * works per child), but one worker claims the parent and runs every chain on the worker's device:
+ * on CUDA (pl, sgld) one handle group stepped in lockstep with batched GEMMs, otherwise one backend
+ * handle per chain, the chains stepping in parallel threads (backend_open_group). Records go to the child of
  * their chain, whole rounds (every chain at one step) per transaction; samples to each child's
  * folder; ONE group checkpoint per checkpoint step holds all chains and is registered on the
  * parent's row (the children have none): one file is one row, pruned once, deleted with the sweep,
@@ -366,6 +367,7 @@ typedef struct group_run {
     job_run *r;                          /* the parent: daemon, store, spec, folder */
     mc_group *g;
     int32_t K, threads;
+    bool grouped;                        /* the handles are one CUDA group: lockstep */
     uint64_t spec_hash;                  /* of the parent's spec: the group checkpoint's */
     int64_t child[MC_MAX_CHAINS];        /* job id of chain k */
     samples_file *samples[MC_MAX_CHAINS];
@@ -513,6 +515,14 @@ static int32_t group_threads(const bz_daemon *d)
     return share > 1 ? (int32_t)share : 1;
 }
 
+/* The group on its handles: lockstep when they are one CUDA group (backend_open_group). */
+static int group_create(group_run *gr, be *b, bz_err *e)
+{
+    int rc = mc_create(gr->g, &gr->r->spec, b, gr->threads, e);
+    if (!rc && gr->grouped) rc = mc_set_lockstep(gr->g, true, e);
+    return rc;
+}
+
 /* The parent's newest checkpoint that loads; else a fresh start. *resumed says which. */
 static int group_resume_or_start(group_run *gr, be *b, const nn_arch *a, bool *resumed, bz_err *e)
 {
@@ -531,7 +541,7 @@ static int group_resume_or_start(group_run *gr, be *b, const nn_arch *a, bool *r
         }
         log_line("job %lld: checkpoint %s unusable: %s", (long long)r->job.id, rows[i].path, le.msg);
         mc_destroy(gr->g); /* a load that failed half-way left state behind */
-        rc = mc_create(gr->g, &r->spec, b, gr->threads, e);
+        rc = group_create(gr, b, e);
     }
     free(rows);
     if (rc || *resumed) return rc;
@@ -568,20 +578,19 @@ static void close_backends(be *b, int32_t n)
         if (b[k].ops) be_destroy(&b[k]);
 }
 
-/* One backend handle per chain, on the worker's device; the chains' rows get its name. */
+/* The chains' handles on the worker's device (backend_open_group: one CUDA group in lockstep, or
+ * one handle per chain); the chains' rows get the backend's name. */
 static int open_group_backends(group_run *gr, const nn_arch *a, const ds_data *d, be *b, bz_err *e)
 {
     job_run *r = gr->r;
     char note[512];
     int dev = backend_worker_device(r->d->cfg.devices, r->w, e); /* --devices: worker -> GPU */
     if (dev < 0) return dev;
-    for (int32_t k = 0; k < gr->K; k++) {
-        int rc = backend_open_on(&r->spec, a, d, dev, &b[k], note, sizeof note, e);
-        if (rc) return rc;
-    }
-    log_line("job %lld on worker %d: %s, %d chains of %s batched on %d thread(s)%s, %lld weights", (long long)r->job.id,
-             r->w, note, (int)gr->K, spec_method_name(r->spec.sampler.method), (int)gr->threads,
-             r->spec.exchange_every > 0 ? ", replica exchange" : "", (long long)a->n);
+    int rc = backend_open_group(&r->spec, a, d, dev, gr->K, b, &gr->grouped, note, sizeof note, e);
+    if (rc) return rc;
+    log_line("job %lld on worker %d: %s, %d chains of %s batched %s%d thread(s)%s, %lld weights", (long long)r->job.id,
+             r->w, note, (int)gr->K, spec_method_name(r->spec.sampler.method), gr->grouped ? "in lockstep, " : "on ",
+             gr->grouped ? 1 : (int)gr->threads, r->spec.exchange_every > 0 ? ", replica exchange" : "", (long long)a->n);
     bz_err ignore;
     store_job_set_backend(r->st, r->job.id, b[0].ops->name, &ignore);
     for (int32_t k = 0; k < gr->K; k++) store_job_set_backend(r->st, gr->child[k], b[0].ops->name, &ignore);
@@ -592,7 +601,7 @@ static int open_group_backends(group_run *gr, const nn_arch *a, const ds_data *d
 static int run_group_chains(group_run *gr, be *b, const nn_arch *a, bz_err *e)
 {
     job_run *r = gr->r;
-    int rc = mc_create(gr->g, &r->spec, b, gr->threads, e);
+    int rc = group_create(gr, b, e);
     if (rc) return rc;
     const bool single_blas = gr->g->threads > 1 && !strcmp(b[0].ops->name, "cpu");
     if (single_blas) blas_single_enter();

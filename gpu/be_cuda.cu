@@ -400,34 +400,88 @@ static void free_dev(void *p)
     if (p) cudaFree(p);
 }
 
+/* What every handle owns itself, siblings too: graphs, index staging, reduction and lag
+ * buffers, host scratch. */
+void cu_handle_free(be_ctx *c)
+{
+    for (int i = 0; i < CU_GRAPH_SLOTS; i++) graph_slot_clear(&c->graphs[i]);
+    free_dev(c->d_idx), free_dev(c->partial), free_dev(c->acc), free_dev(c->d_lag);
+    if (c->h_acc) cudaFreeHost(c->h_acc);
+    if (c->h_lag) cudaFreeHost(c->h_lag);
+    if (c->h_idx_ring) cudaFreeHost(c->h_idx_ring);
+    for (int i = 0; i < CU_IDX_RING; i++)
+        if (c->idx_ev[i]) cudaEventDestroy(c->idx_ev[i]);
+    for (int i = 0; i < CU_LAG_SLOTS; i++)
+        if (c->lag_ev[i]) cudaEventDestroy(c->lag_ev[i]);
+    free(c->host_moments);
+    free(c->host_w);
+}
+
+/* Forget the per-handle resources (a sibling starts as a copy of its owner). */
+void cu_handle_clear(be_ctx *c)
+{
+    memset(c->graphs, 0, sizeof c->graphs);
+    c->graph_tick = 0;
+    c->d_idx = NULL, c->h_idx_ring = NULL, c->idx_pos = 0;
+    memset(c->idx_ev, 0, sizeof c->idx_ev);
+    memset(c->idx_ev_used, 0, sizeof c->idx_ev_used);
+    c->partial = NULL, c->acc = NULL, c->h_acc = NULL, c->d_lag = NULL, c->h_lag = NULL;
+    memset(c->lag_ev, 0, sizeof c->lag_ev);
+    c->lag_calls = 0, c->lag_x = NULL, c->lag_v = NULL, c->lag_count = 0;
+    c->host_moments = NULL, c->host_w = NULL;
+}
+
+/* Reduction buffers, lag slots and events of one handle. */
+bool cu_handle_alloc(be_ctx *c)
+{
+    bool ok = CK(c, cudaMalloc(&c->partial, 2 * CU_RED_BLOCKS * sizeof(double))) &&
+              CK(c, cudaMalloc(&c->acc, CU_ACC * sizeof(double))) &&
+              CK(c, cudaMallocHost(&c->h_acc, CU_ACC * sizeof(double))) &&
+              CK(c, cudaMalloc(&c->d_lag, 2 * CU_LAG_SLOTS * sizeof(double))) &&
+              CK(c, cudaMallocHost(&c->h_lag, 2 * CU_LAG_SLOTS * sizeof(double)));
+    for (int i = 0; ok && i < CU_LAG_SLOTS; i++)
+        ok = CK(c, cudaEventCreateWithFlags(&c->lag_ev[i], cudaEventDisableTiming));
+    for (int i = 0; ok && i < CU_IDX_RING; i++)
+        ok = CK(c, cudaEventCreateWithFlags(&c->idx_ev[i], cudaEventDisableTiming));
+    return ok;
+}
+
+/* The owner's shared part: stream, cuBLAS, data, network workspace, group workspace. */
+static void free_shared(be_ctx *c)
+{
+    cu_group_free(c);
+    for (int l = 0; l <= NN_MAX_LAYERS; l++) free_dev(c->act[l]), free_dev(c->delta[l]);
+    free_dev(c->sq_in), free_dev(c->sq_delta), free_dev(c->ones);
+    free_dev(c->row_loss), free_dev(c->row_wrong);
+    free_dev(c->tmp_g), free_dev(c->tmp_q), free_dev(c->g_acc), free_dev(c->q_acc);
+    free_dev(c->d_idx_big);
+    free_dev(c->train.x), free_dev(c->train.y), free_dev(c->test.x), free_dev(c->test.y);
+    free_dev(c->val.x), free_dev(c->val.y);
+    free_dev(c->blas_ws);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->st) cudaStreamDestroy(c->st);
+}
+
+/* A handle goes; an owner's shared part goes with the last handle of its group (siblings may be
+ * destroyed before or after their owner). */
 void cu_ctx_destroy(be_ctx *c)
 {
     if (!c) return;
-    if (cudaSetDevice(c->device) == cudaSuccess) {
-        if (c->st) cudaStreamSynchronize(c->st);
-        for (int i = 0; i < CU_GRAPH_SLOTS; i++) graph_slot_clear(&c->graphs[i]);
-        for (int l = 0; l <= NN_MAX_LAYERS; l++) free_dev(c->act[l]), free_dev(c->delta[l]);
-        free_dev(c->sq_in), free_dev(c->sq_delta), free_dev(c->ones);
-        free_dev(c->row_loss), free_dev(c->row_wrong);
-        free_dev(c->tmp_g), free_dev(c->tmp_q), free_dev(c->g_acc), free_dev(c->q_acc);
-        free_dev(c->d_idx), free_dev(c->d_idx_big);
-        free_dev(c->train.x), free_dev(c->train.y), free_dev(c->test.x), free_dev(c->test.y);
-        free_dev(c->val.x), free_dev(c->val.y);
-        free_dev(c->partial), free_dev(c->acc), free_dev(c->d_lag), free_dev(c->blas_ws);
-        if (c->h_acc) cudaFreeHost(c->h_acc);
-        if (c->h_lag) cudaFreeHost(c->h_lag);
-        if (c->h_idx_ring) cudaFreeHost(c->h_idx_ring);
-        for (int i = 0; i < CU_IDX_RING; i++)
-            if (c->idx_ev[i]) cudaEventDestroy(c->idx_ev[i]);
-        for (int i = 0; i < CU_LAG_SLOTS; i++)
-            if (c->lag_ev[i]) cudaEventDestroy(c->lag_ev[i]);
-        if (c->blas) cublasDestroy(c->blas);
-        if (c->st) cudaStreamDestroy(c->st);
-        cudaGetLastError();
+    be_ctx *owner = c->owner ? c->owner : c;
+    const bool ready = cudaSetDevice(c->device) == cudaSuccess;
+    if (ready && owner->st) cudaStreamSynchronize(owner->st);
+    if (ready) cu_handle_free(c);
+    cu_handle_clear(c);
+    if (c->owner) {
+        cu_group_forget(owner, c);
+        free(c);
+    } else {
+        c->gone = true; /* the shared part stays while siblings use it */
     }
-    free(c->host_moments);
-    free(c->host_w);
-    free(c);
+    if (--owner->refs > 0 || !owner->gone) return;
+    if (ready) free_shared(owner);
+    cudaGetLastError();
+    free(owner);
 }
 
 static void cu_destroy(be_ctx *c) { cu_ctx_destroy(c); }
@@ -460,6 +514,7 @@ int cu_ctx_create(be_ctx **out, const be_cuda_opts *o, bz_err *e)
         return bz_fail(e, BZ_EBACKEND, "backend", "CUDA device %d does not exist (%d device(s))", o->device, count);
     be_ctx *c = (be_ctx *)calloc(1, sizeof *c);
     if (!c) return bz_fail(e, BZ_ENOMEM, NULL, "out of memory for the CUDA backend");
+    c->refs = 1;
     c->device = o->device;
     c->tf32 = o->tf32;
     c->graphs_on = o->graphs;
@@ -467,15 +522,7 @@ int cu_ctx_create(be_ctx **out, const be_cuda_opts *o, bz_err *e)
               CKB(c, cublasCreate(&c->blas)) && CKB(c, cublasSetStream(c->blas, c->st)) &&
               CK(c, cudaMalloc(&c->blas_ws, CU_BLAS_WS)) && CKB(c, cublasSetWorkspace(c->blas, c->blas_ws, CU_BLAS_WS)) &&
               CKB(c, cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)) &&
-              CK(c, cudaMalloc(&c->partial, 2 * CU_RED_BLOCKS * sizeof(double))) &&
-              CK(c, cudaMalloc(&c->acc, CU_ACC * sizeof(double))) &&
-              CK(c, cudaMallocHost(&c->h_acc, CU_ACC * sizeof(double))) &&
-              CK(c, cudaMalloc(&c->d_lag, 2 * CU_LAG_SLOTS * sizeof(double))) &&
-              CK(c, cudaMallocHost(&c->h_lag, 2 * CU_LAG_SLOTS * sizeof(double)));
-    for (int i = 0; ok && i < CU_LAG_SLOTS; i++)
-        ok = CK(c, cudaEventCreateWithFlags(&c->lag_ev[i], cudaEventDisableTiming));
-    for (int i = 0; ok && i < CU_IDX_RING; i++)
-        ok = CK(c, cudaEventCreateWithFlags(&c->idx_ev[i], cudaEventDisableTiming));
+              cu_handle_alloc(c);
     if (!ok) return fail_ctx(c, e, "cannot set up the device");
     cu_noise_seed(c, 0, 0);
     *out = c;
@@ -505,6 +552,7 @@ static const be_ops cuda_ops = {
     .adam = cu_adam,
     .sync = cu_sync,
     .sq_max_lagged = cu_sq_max_lagged,
+    .grad_batch_group = cu_grad_batch_group,
 };
 
 void cu_install(be *out, be_ctx *c)

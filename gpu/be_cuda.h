@@ -35,6 +35,16 @@ void be_cuda_default_opts(be_cuda_opts *o);
 int be_cuda_network(be *out, const nn_arch *a, const ds_data *d, double lambda, int32_t max_batch,
                     const be_cuda_opts *o, bz_err *e);
 
+/* K handles of one network job on one device, for a batched group of K chains (multichain's
+ * lockstep mode): out[0] holds the data, stream, cuBLAS and workspace, out[1..K) share them and
+ * keep their own noise, index staging and reductions (each chain's streams and checkpoints are
+ * those of a handle of its own). ops->grad_batch_group on out[0] computes the mini-batch
+ * gradients of up to K chains whose buffers live on these handles in one pass of batched GEMMs
+ * (gpu/cuda_group.cu). Every handle is used from one thread; destroy them in any order. Fails
+ * with BZ_ENOMEM naming the shortfall when K chains do not fit the device. */
+int be_cuda_network_group(be *out, int32_t K, const nn_arch *a, const ds_data *d, double lambda, int32_t max_batch,
+                          const be_cuda_opts *o, bz_err *e);
+
 /* Device bytes be_cuda_network needs for this job (data, workspace, and room for the samplers'
  * parameter buffers): the figure of the start-up memory check. */
 int64_t be_cuda_network_bytes(const nn_arch *a, const ds_data *d, int32_t max_batch);

@@ -107,6 +107,14 @@ struct be_ctx {
     int32_t harm_P, harm_B;
     uint64_t harm_key, harm_ctr;
     float *host_w;               /* pageable host (n) */
+
+    /* handle groups (cuda_group.cu). A sibling is a copy of its owner that shares the owner's
+     * stream, cuBLAS handle, data and network workspace (so a group is used from one thread)
+     * and owns its graphs, index staging, reductions, lag slots and noise state. */
+    be_ctx *owner;               /* a sibling's owner; NULL for an owner */
+    int32_t refs;                /* owner: handles alive (itself while not destroyed, and siblings) */
+    bool gone;                   /* owner: destroyed by its user, freed with its last sibling */
+    struct cu_group *grp;        /* owner of a group: the batched gradient's workspace; else NULL */
 };
 
 /* ---- errors ---- */
@@ -131,6 +139,14 @@ void k_bias_act(cudaStream_t st, float *out, const float *b, int32_t rows, int32
  * y[idx[k]] (idx non-NULL) or y[k]. */
 void k_softmax_xent(cudaStream_t st, const float *z, const float *b, int32_t rows, int32_t C, const int32_t *y,
                     const int32_t *idx, float *delta, double *row_loss, int32_t *row_wrong);
+/* The same for a group's batched gradient: rows of chain k are [k rpc, (k + 1) rpc); bk (device
+ * array of the chains' bias pointers; NULL: no bias) gives each chain's bias. */
+void k_bias_act_group(cudaStream_t st, float *out, const float *const *bk, int32_t rpc, int32_t rows, int32_t cols,
+                      bool relu);
+void k_softmax_xent_group(cudaStream_t st, const float *z, const float *const *bk, int32_t rpc, int32_t rows, int32_t C,
+                          const int32_t *y, const int32_t *idx, float *delta, double *row_loss, int32_t *row_wrong);
+/* y[k] += a x[k] (k < m; device arrays of pointers), with axpy's rounding. */
+void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, int32_t m, int64_t count);
 /* acc[0] += sum row_loss, acc[1] += sum row_wrong (one block, fixed order). */
 void k_rows_sum(cudaStream_t st, const double *row_loss, const int32_t *row_wrong, int32_t rows, double *acc);
 void k_relu_mask(cudaStream_t st, float *delta, const float *act, int64_t count);
@@ -165,7 +181,21 @@ double harm_grad_full(be_ctx *c, const float *w, float *g);
 void harm_observe(be_ctx *c, const float *w, pot_obs *o);
 void harm_moments(be_ctx *c, const float *w, int64_t rows, double *g_sum, double *q_sum);
 
+/* ---- handle groups (cuda_group.cu) ---- */
+
+/* ops->grad_batch_group on a group's owner (be_cuda_network_group). */
+void cu_grad_batch_group(be_ctx *c, int32_t K, const float *const *w, const int32_t *const *idx, int32_t B,
+                         float *const *g);
+void cu_group_free(be_ctx *owner);
+/* A sibling is going: the group no longer shares errors with it. */
+void cu_group_forget(be_ctx *owner, be_ctx *member);
+
 /* ---- shared helpers (be_cuda.cu) ---- */
+
+/* Per-handle resources (siblings own theirs): allocate, free, forget (after a struct copy). */
+bool cu_handle_alloc(be_ctx *c);
+void cu_handle_free(be_ctx *c);
+void cu_handle_clear(be_ctx *c);
 
 /* |w|^2 into acc[slot] (sum) and acc[slot + 1] (max). */
 void cu_w2_into(be_ctx *c, const float *w, int64_t count, int slot);

@@ -39,13 +39,22 @@ void k_gather(cudaStream_t st, const float *x, const int32_t *idx, int32_t rows,
     gather_kernel<<<blocks_for((int64_t)rows * cols, THREADS), THREADS, 0, st>>>(x, idx, rows, cols, out);
 }
 
-/* out (rows, cols) += b (per column), then max(0, .) when relu. */
-__global__ static void bias_act_kernel(float *out, const float *b, int32_t rows, int32_t cols, bool relu)
+/* The bias of row `row`: b, or with per-chain biases bk (a group's batched gradient: rows of
+ * chain k are [k rpc, (k + 1) rpc)) that of the row's chain. */
+__device__ static const float *row_bias(const float *b, const float *const *bk, int64_t row, int32_t rpc)
+{
+    return bk ? bk[row / rpc] : b;
+}
+
+/* out (rows, cols) += bias (per column), then max(0, .) when relu. */
+__global__ static void bias_act_kernel(float *out, const float *b, const float *const *bk, int32_t rpc, int32_t rows,
+                                       int32_t cols, bool relu)
 {
     const int64_t total = (int64_t)rows * cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         float v = out[i];
-        if (b) v = __fadd_rn(v, b[i % cols]);
+        const float *bias = row_bias(b, bk, i / cols, rpc);
+        if (bias) v = __fadd_rn(v, bias[i % cols]);
         if (relu) v = v > 0.0f ? v : 0.0f;
         out[i] = v;
     }
@@ -54,17 +63,27 @@ __global__ static void bias_act_kernel(float *out, const float *b, int32_t rows,
 void k_bias_act(cudaStream_t st, float *out, const float *b, int32_t rows, int32_t cols, bool relu)
 {
     if (!b && !relu) return;
-    bias_act_kernel<<<blocks_for((int64_t)rows * cols, THREADS), THREADS, 0, st>>>(out, b, rows, cols, relu);
+    bias_act_kernel<<<blocks_for((int64_t)rows * cols, THREADS), THREADS, 0, st>>>(out, b, NULL, 1, rows, cols, relu);
+}
+
+void k_bias_act_group(cudaStream_t st, float *out, const float *const *bk, int32_t rpc, int32_t rows, int32_t cols,
+                      bool relu)
+{
+    if (!bk && !relu) return;
+    bias_act_kernel<<<blocks_for((int64_t)rows * cols, THREADS), THREADS, 0, st>>>(out, NULL, bk, rpc, rows, cols,
+                                                                                   relu);
 }
 
 /* One warp per row: max and argmax (lowest index on ties, as core/nn.c), then the sum of
  * exp(z - zmax) in double, loss log(sum) + zmax - z_y, and softmax - onehot into delta. */
-__global__ static void softmax_xent_kernel(const float *z, const float *b, int32_t rows, int32_t C, const int32_t *y,
-                                           const int32_t *idx, float *delta, double *row_loss, int32_t *row_wrong)
+__global__ static void softmax_xent_kernel(const float *z, const float *b_all, const float *const *bk, int32_t rpc,
+                                           int32_t rows, int32_t C, const int32_t *y, const int32_t *idx, float *delta,
+                                           double *row_loss, int32_t *row_wrong)
 {
     const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * warps + threadIdx.x / 32;
     if (row >= rows) return;
+    const float *b = row_bias(b_all, bk, row, rpc);
     const float *zr = z + row * C;
     float m = -INFINITY;
     int arg = C; /* no candidate yet */
@@ -108,7 +127,17 @@ void k_softmax_xent(cudaStream_t st, const float *z, const float *b, int32_t row
 {
     const int warps = THREADS / 32;
     unsigned grid = (unsigned)((rows + warps - 1) / warps);
-    softmax_xent_kernel<<<grid > 0 ? grid : 1, THREADS, 0, st>>>(z, b, rows, C, y, idx, delta, row_loss, row_wrong);
+    softmax_xent_kernel<<<grid > 0 ? grid : 1, THREADS, 0, st>>>(z, b, NULL, 1, rows, C, y, idx, delta, row_loss,
+                                                                 row_wrong);
+}
+
+void k_softmax_xent_group(cudaStream_t st, const float *z, const float *const *bk, int32_t rpc, int32_t rows, int32_t C,
+                          const int32_t *y, const int32_t *idx, float *delta, double *row_loss, int32_t *row_wrong)
+{
+    const int warps = THREADS / 32;
+    unsigned grid = (unsigned)((rows + warps - 1) / warps);
+    softmax_xent_kernel<<<grid > 0 ? grid : 1, THREADS, 0, st>>>(z, NULL, bk, rpc, rows, C, y, idx, delta, row_loss,
+                                                                 row_wrong);
 }
 
 __global__ static void rows_sum_kernel(const double *row_loss, const int32_t *row_wrong, int32_t rows, double *acc)
@@ -178,6 +207,22 @@ __global__ static void axpy_kernel(float *y, float a, const float *x, const floa
 void k_axpy(cudaStream_t st, float *y, float a, const float *x, const float *v, int64_t count)
 {
     axpy_kernel<<<blocks_for(count, THREADS), THREADS, 0, st>>>(y, a, x, v, count);
+}
+
+/* y[k] += a x[k] for the m vectors of a group (grid.y = vector), rounding as axpy_kernel. */
+__global__ static void axpy_group_kernel(float *const *y, float a, const float *const *x, int64_t count)
+{
+    float *yk = y[blockIdx.y];
+    const float *xk = x[blockIdx.y];
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        yk[i] = __fadd_rn(yk[i], __fmul_rn(a, xk[i]));
+}
+
+void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, int32_t m, int64_t count)
+{
+    unsigned bx = blocks_for(count, THREADS);
+    if (bx > 4096) bx = 4096; /* grid.y multiplies it */
+    axpy_group_kernel<<<dim3(bx, (unsigned)m), THREADS, 0, st>>>(y, a, x, count);
 }
 
 __global__ static void scale_kernel(float *out, float a, const float *in, int64_t count)

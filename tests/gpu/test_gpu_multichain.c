@@ -7,7 +7,13 @@
  * sweep does: both draw the same mini-batches and the same cuRAND noise, so they agree up to the
  * order in which the device sums (float32 drift): |w_batched - w_alone| below 1e-3 of the
  * distance the chain travelled. With exchange on, the group must also run, keep every U finite
- * and count its swap attempts (one per pair every other round). */
+ * and count its swap attempts (one per pair every other round).
+ *
+ * The lockstep path (one CUDA handle group, be_cuda_network_group, every step's gradients as
+ * batched GEMMs for all chains): grad_batch_group's K gradients against K grad_batch calls on a
+ * separate handle (relative L2 below 1e-5: only the GEMMs' summation order differs), for every
+ * subset size m <= K, and a lockstep run against each chain alone, as above. Destroying the
+ * group's handles owner first must leave the siblings working. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +128,109 @@ Test(gpu_multichain, exchange_runs_on_the_device)
         cr_assert(isfinite(r.v[OBS_U]), "chain %d: U %g", k, r.v[OBS_U]);
     }
     group_close(&x);
+}
+
+/* ---- lockstep on a CUDA handle group ---- */
+
+static void open_cuda_group(be *b, const gt_problem *p)
+{
+    be_cuda_opts o;
+    be_cuda_default_opts(&o);
+    bz_err e;
+    cr_assert_eq(be_cuda_network_group(b, K, &p->a, &p->d, p->spec.model.lambda, p->spec.sampler.batch, &o, &e), 0,
+                 "%s", e.msg);
+}
+
+/* m chains with different weights and index lists: one grad_batch_group against m grad_batch. */
+Test(gpu_multichain, group_gradient_matches_single_gradients)
+{
+    GPU_REQUIRE();
+    gt_problem p;
+    gt_problem_load(&p, SPEC_HEAD "}");
+    const int64_t n = p.a.n;
+    const int32_t B = p.spec.sampler.batch;
+    be grp[K], alone;
+    open_cuda_group(grp, &p);
+    gt_open_cuda(&alone, &p, false);
+    float *w_host[K], *w[K], *g[K], *w_alone[K], *g_alone[K];
+    int32_t *idx[K];
+    for (int k = 0; k < K; k++) {
+        w_host[k] = gt_weights(&p.a, 10 + (uint64_t)k, 0.1);
+        w[k] = gt_buffer(&grp[k], w_host[k], n); /* each chain's buffers on its own handle */
+        g[k] = gt_buffer(&grp[k], w_host[k], n);
+        w_alone[k] = gt_buffer(&alone, w_host[k], n);
+        g_alone[k] = gt_buffer(&alone, w_host[k], n);
+        idx[k] = malloc(sizeof(int32_t) * (size_t)B);
+        for (int32_t i = 0; i < B; i++) idx[k][i] = (int32_t)((i * 37 + k * 501 + 11) % p.d.n_train);
+    }
+    bz_err e;
+    for (int32_t m = 1; m <= K; m++) {
+        grp[0].ops->grad_batch_group(grp[0].ctx, m, (const float *const *)w, (const int32_t *const *)idx, B, g);
+        for (int32_t k = 0; k < m; k++) {
+            alone.ops->grad_batch(alone.ctx, w_alone[k], idx[k], B, g_alone[k]);
+            cr_assert_eq(grp[k].ops->sync(grp[k].ctx, &e), 0, "%s", e.msg);
+            cr_assert_eq(alone.ops->sync(alone.ctx, &e), 0, "%s", e.msg);
+            float *x = gt_fetch(&grp[k], g[k], n), *y = gt_fetch(&alone, g_alone[k], n);
+            const double rel = gt_rel_l2(x, y, n);
+            cr_log_info("m = %d, chain %d: group vs single gradient, relative L2 %.3g", m, k, rel);
+            cr_assert(rel < 1e-5, "m = %d, chain %d: group gradient differs by %.3g (relative L2)", m, k, rel);
+            free(x);
+            free(y);
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        grp[k].ops->release(grp[k].ctx, w[k]);
+        grp[k].ops->release(grp[k].ctx, g[k]);
+        alone.ops->release(alone.ctx, w_alone[k]);
+        alone.ops->release(alone.ctx, g_alone[k]);
+        free(w_host[k]);
+        free(idx[k]);
+    }
+    /* the owner goes first; a sibling still computes (its handle keeps the shared part alive) */
+    be_destroy(&grp[0]);
+    float *x = gt_weights(&p.a, 3, 0.1);
+    float *wb = gt_buffer(&grp[1], x, n), *gb = gt_buffer(&grp[1], x, n);
+    int32_t one[1] = {5};
+    grp[1].ops->grad_batch(grp[1].ctx, wb, one, 1, gb);
+    cr_assert_eq(grp[1].ops->sync(grp[1].ctx, &e), 0, "sibling after its owner was destroyed: %s", e.msg);
+    grp[1].ops->release(grp[1].ctx, wb);
+    grp[1].ops->release(grp[1].ctx, gb);
+    free(x);
+    for (int k = 1; k < K; k++) be_destroy(&grp[k]);
+    be_destroy(&alone);
+    gt_problem_free(&p);
+}
+
+Test(gpu_multichain, lockstep_group_matches_unbatched_within_float32_drift)
+{
+    GPU_REQUIRE();
+    gt_problem p;
+    gt_problem_load(&p, SPEC_HEAD "}");
+    float *w0 = gt_weights(&p.a, 2, 0.05);
+    be b[K];
+    open_cuda_group(b, &p);
+    mc_group *g = calloc(1, sizeof *g);
+    bz_err e;
+    cr_assert_eq(mc_create(g, &p.spec, b, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+    cr_assert(g->group_grad, "a CUDA group computes its gradients in one call");
+    cr_assert_eq(mc_start(g, w0, &e), 0, "%s", e.msg);
+    cr_assert_eq(mc_advance(g, STEPS, NULL, &e), 0, "%s", e.msg);
+    for (int k = 0; k < K; k++) {
+        cr_assert_eq(b[k].ops->sync(b[k].ctx, &e), 0, "%s", e.msg);
+        float *wb = gt_fetch(&b[k], g->chains[k].w, p.a.n);
+        float *wa = run_alone(&p, k, w0);
+        double travelled = dist(wa, w0, p.a.n), apart = dist(wb, wa, p.a.n);
+        cr_log_info("chain %d: lockstep vs alone %.3g, travelled %.3g", k, apart, travelled);
+        cr_assert(travelled > 0, "chain %d did not move", k);
+        cr_assert(apart <= 1e-3 * travelled, "chain %d: lockstep and alone differ by %.3g (travelled %.3g)", k, apart,
+                  travelled);
+        free(wa);
+        free(wb);
+    }
+    mc_destroy(g);
+    free(g);
+    for (int k = 0; k < K; k++) be_destroy(&b[k]);
+    free(w0);
+    gt_problem_free(&p);
 }

@@ -2,6 +2,7 @@
  * (gpu/gpu_probe.cu). Runs with or without a GPU: without one, backend "cuda" must fail with the
  * driver's words and "auto" must fall back to the CPU with a note; with one, both open CUDA. */
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend_select.h"
@@ -73,6 +74,51 @@ Test(gpu_select, cpu_backend_never_touches_cuda)
     cr_assert_str_eq(note, "backend cpu");
     be_destroy(&b);
     gt_problem_free(&p);
+}
+
+#define SWEEP(backend, method)                                                                                 \
+    "{\"dataset\": {\"kind\": \"spin\", \"n_in\": 20, \"classes\": 3, \"train\": 200, \"test\": 0, "           \
+    "\"p_flip\": 0.3, \"seed\": 1}, \"model\": {\"hidden\": [8]}, \"init\": {\"seed\": 2}, "                    \
+    "\"sampler\": {\"method\": " method ", \"T\": [0.001, 0.002, 0.004], \"steps\": 10}, "   \
+    "\"batched\": true, \"backend\": \"" backend "\"}"
+
+#define PL "\"pl\", \"batch\": 32"
+
+/* The handles of a batched job: one CUDA group (lockstep) for pl and sgld on a device, else one
+ * handle per chain; BOLTZ_BATCH_MODE=threads keeps separate handles. */
+static void check_group_open(const char *json, const char *mode, bool expect_group_on_device)
+{
+    char why[256];
+    const int n = devices(why, sizeof why);
+    gt_problem p;
+    gt_problem_load(&p, json);
+    be b[3];
+    bool grouped = true;
+    char note[512] = "";
+    bz_err e;
+    if (mode) setenv("BOLTZ_BATCH_MODE", mode, 1);
+    int rc = backend_open_group(&p.spec, &p.a, &p.d, 0, 3, b, &grouped, note, sizeof note, &e);
+    unsetenv("BOLTZ_BATCH_MODE");
+    cr_assert_eq(rc, 0, "%s", e.msg);
+    const bool on_device = n > 0 && strcmp(p.spec.backend, "cpu") != 0;
+    cr_assert_eq(grouped, on_device && expect_group_on_device, "%s (mode %s): grouped %d; note: %s", json,
+                 mode ? mode : "default", grouped, note);
+    for (int k = 0; k < 3; k++) {
+        cr_assert_str_eq(b[k].ops->name, on_device ? "cuda" : "cpu");
+        cr_assert_eq(b[k].layout.n, p.a.n);
+    }
+    if (grouped) cr_assert(strstr(note, "lockstep") && b[0].ops->grad_batch_group, "note: %s", note);
+    for (int k = 0; k < 3; k++) be_destroy(&b[k]);
+    gt_problem_free(&p);
+}
+
+Test(gpu_select, group_backends)
+{
+    check_group_open(SWEEP("auto", PL), NULL, true);
+    check_group_open(SWEEP("auto", "\"sgld\", \"batch\": 32"), NULL, true);
+    check_group_open(SWEEP("auto", "\"hmc\""), NULL, false);
+    check_group_open(SWEEP("auto", PL), "threads", false);
+    check_group_open(SWEEP("cpu", PL), NULL, false);
 }
 
 Test(gpu_select, missing_device_index)
