@@ -92,6 +92,21 @@ typedef struct be_ops {
      * lockstep mode (multichain.h) steps K chains around one such call per step. */
     void (*grad_batch_group)(be_ctx *c, int32_t K, const float *const *w, const int32_t *const *idx, int32_t B,
                              float *const *g);
+
+    /* Optional (NULL: the caller loops over the chains' own handles; add_noise_group and axpy_group
+     * come together, sq_max_lagged_group only where sq_max_lagged exists). The elementwise
+     * updates of m lockstep chains in one call each, on the group's first handle c, for buffers of
+     * the group's handles; mem[k] is chain k's own handle (its noise generator, its lag slots).
+     * Each equals the single op on mem[k] for chain k, bit for bit: add_noise_group is add_noise
+     * (x[k] = a x[k] + s[k] xi, or s_const[k] xi where s is NULL), axpy_group is axpy (v NULL, or
+     * v[k] for every chain), sq_max_lagged_group is sq_max_lagged (max[k] for chain k; one lag for
+     * all). On CUDA one kernel launch for all chains instead of m. */
+    void (*add_noise_group)(be_ctx *c, int32_t m, be_ctx *const *mem, float *const *x, float a,
+                            const float *const *s, const float *s_const, int64_t count);
+    void (*axpy_group)(be_ctx *c, int32_t m, float *const *y, float a, const float *const *x, const float *const *v,
+                       int64_t count);
+    int (*sq_max_lagged_group)(be_ctx *c, int32_t m, be_ctx *const *mem, const float *const *x,
+                               const float *const *v, int64_t count, double *max);
 } be_ops;
 
 typedef struct be {

@@ -144,6 +144,20 @@ static void cpu_destroy(be_ctx *c)
     free(c);
 }
 
+/* Group forms (lockstep batches): every chain's own op in turn, on its own handle's generator. */
+static void cpu_add_noise_group(be_ctx *c, int32_t m, be_ctx *const *mem, float *const *x, float a,
+                                const float *const *s, const float *s_const, int64_t count)
+{
+    (void)c;
+    for (int32_t k = 0; k < m; k++) cpu_add_noise(mem[k], x[k], a, s ? s[k] : NULL, s_const ? s_const[k] : 0.0f, count);
+}
+
+static void cpu_axpy_group(be_ctx *c, int32_t m, float *const *y, float a, const float *const *x,
+                           const float *const *v, int64_t count)
+{
+    for (int32_t k = 0; k < m; k++) cpu_axpy(c, y[k], a, x[k], v ? v[k] : NULL, count);
+}
+
 /* Every CPU handle's entries; the group gradient only for network handles (a custom target may
  * keep per-handle state, e.g. its own noise, so each chain must call its own). */
 #define CPU_OPS_COMMON \
@@ -166,7 +180,9 @@ static void cpu_destroy(be_ctx *c)
     .sq_stats = cpu_sq_stats, \
     .dist2 = cpu_dist2, \
     .adam = cpu_adam, \
-    .sync = cpu_sync,
+    .sync = cpu_sync, \
+    .add_noise_group = cpu_add_noise_group, \
+    .axpy_group = cpu_axpy_group,
 
 static const be_ops cpu_ops = {
     .name = "cpu",

@@ -11,6 +11,8 @@
 
 #include "noise_diag.h"
 
+_Static_assert(SMP_BATCH_MAX >= MC_MAX_CHAINS, "a lockstep batch holds every chain of a group");
+
 #define STREAM_EXCHANGE 0x5245504cULL /* "REPL": the group's RNG stream, apart from every chain's */
 
 static bool due(int64_t step, int64_t every) { return every > 0 && step % every == 0; }
@@ -211,33 +213,29 @@ static int32_t running_chains(const mc_group *g, int64_t target, int32_t *run)
     return m;
 }
 
-/* One step of every running chain: pre-halves, the gradients, post-halves. Every chain finishes
- * its step even when another fails, so the survivors stay consistent; the first failure is
- * returned (slot in g->failed). The step's wall time counts for each chain: they ran together. */
+/* One step of every running chain as one batch: the first halves, the gradients, the second
+ * halves (sampler.h step_pre/step_post). Every chain finishes its step even when another fails,
+ * so the survivors stay consistent; the first failure is returned (slot in g->failed). The
+ * step's wall time counts for each chain: they ran together. */
 static int lockstep_round(mc_group *g, const int32_t *run, int32_t m, bz_err *e)
 {
-    int rc = 0;
-    bool ok[MC_MAX_CHAINS];
+    bz_err err[MC_MAX_CHAINS];
+    smp_batch b = {.m = m, .group_ops = g->group_grad, .err = err};
+    for (int32_t i = 0; i < m; i++) b.c[i] = &g->chains[run[i]];
+    const smp_vtable *vt = b.c[0]->vt;
     const double t0 = smp_now();
-    for (int32_t i = 0; i < m; i++) {
-        smp_chain *c = &g->chains[run[i]];
-        bz_err ce;
-        ok[i] = c->vt->step_pre(c, &ce) == 0;
-        if (!ok[i] && !rc) rc = ce.code, *e = ce, g->failed = run[i];
-    }
-    if (rc) return rc;
-    lockstep_gradients(g, run, m);
-    for (int32_t i = 0; i < m; i++) {
-        smp_chain *c = &g->chains[run[i]];
-        bz_err ce;
-        ok[i] = c->vt->step_post(c, &ce) == 0;
-        if (!ok[i] && !rc) rc = ce.code, *e = ce, g->failed = run[i];
+    vt->step_pre(&b); /* pl, sgld: cannot fail */
+    if (!smp_batch_status(&b)) {
+        lockstep_gradients(g, run, m);
+        vt->step_post(&b);
     }
     const double dt = smp_now() - t0;
+    int rc = 0;
     for (int32_t i = 0; i < m; i++) {
-        smp_chain *c = &g->chains[run[i]];
+        smp_chain *c = b.c[i];
         c->t_wall += dt;
-        if (ok[i]) c->step++;
+        if (!b.rc[i]) c->step++;
+        else if (!rc) rc = b.rc[i], *e = err[i], g->failed = run[i];
     }
     return rc;
 }

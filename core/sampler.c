@@ -104,6 +104,83 @@ int smp_chain_step(smp_chain *c, bz_err *e)
     return rc;
 }
 
+/* ---- batches of chains (lockstep) ---- */
+
+void smp_batch_one(smp_batch *b, smp_chain *c, bz_err *e)
+{
+    b->c[0] = c;
+    b->m = 1;
+    b->group_ops = false;
+    b->rc[0] = 0;
+    b->err = e;
+}
+
+int smp_batch_fail(smp_batch *b, int32_t k, int rc)
+{
+    b->rc[k] = rc;
+    return rc;
+}
+
+int smp_batch_status(const smp_batch *b)
+{
+    for (int32_t k = 0; k < b->m; k++)
+        if (b->rc[k]) return b->rc[k];
+    return 0;
+}
+
+static be *batch_lead(const smp_batch *b) { return b->c[0]->b; }
+
+void smp_batch_add_noise(smp_batch *b, float *const *x, float a, const float *const *s, const float *s_const)
+{
+    be *lead = batch_lead(b);
+    const int64_t n = b->c[0]->n;
+    if (b->group_ops && lead->ops->add_noise_group) {
+        be_ctx *mem[SMP_BATCH_MAX];
+        for (int32_t k = 0; k < b->m; k++) mem[k] = b->c[k]->b->ctx;
+        lead->ops->add_noise_group(lead->ctx, b->m, mem, x, a, s, s_const, n);
+        return;
+    }
+    for (int32_t k = 0; k < b->m; k++) {
+        be *h = b->c[k]->b;
+        h->ops->add_noise(h->ctx, x[k], a, s ? s[k] : NULL, s_const ? s_const[k] : 0.0f, n);
+    }
+}
+
+void smp_batch_axpy(smp_batch *b, float *const *y, float a, const float *const *x, const float *const *v)
+{
+    be *lead = batch_lead(b);
+    const int64_t n = b->c[0]->n;
+    if (b->group_ops && lead->ops->axpy_group) {
+        lead->ops->axpy_group(lead->ctx, b->m, y, a, x, v, n);
+        return;
+    }
+    for (int32_t k = 0; k < b->m; k++) {
+        be *h = b->c[k]->b;
+        h->ops->axpy(h->ctx, y[k], a, x[k], v ? v[k] : NULL, n);
+    }
+}
+
+int smp_batch_sq_max(smp_batch *b, const float *const *x, const float *const *v, double *max)
+{
+    be *lead = batch_lead(b);
+    const int64_t n = b->c[0]->n;
+    if (b->group_ops && lead->ops->sq_max_lagged_group) {
+        be_ctx *mem[SMP_BATCH_MAX];
+        for (int32_t k = 0; k < b->m; k++) mem[k] = b->c[k]->b->ctx;
+        return lead->ops->sq_max_lagged_group(lead->ctx, b->m, mem, x, v, n, max);
+    }
+    int lag = 0;
+    for (int32_t k = 0; k < b->m; k++) {
+        be *h = b->c[k]->b;
+        const float *vk = v ? v[k] : NULL;
+        if (h->ops->sq_max_lagged) /* device backends: a value a few steps old, no round trip */
+            lag = h->ops->sq_max_lagged(h->ctx, x[k], vk, n, &max[k]);
+        else
+            h->ops->sq_stats(h->ctx, x[k], vk, n, NULL, &max[k]);
+    }
+    return lag;
+}
+
 const char *smp_divergence_hint(sampler_method m)
 {
     switch (m) {

@@ -17,6 +17,7 @@
 #include "spec.h"
 
 typedef struct smp_chain smp_chain;
+typedef struct smp_batch smp_batch;
 
 typedef struct smp_vtable {
     sampler_method method;
@@ -37,13 +38,16 @@ typedef struct smp_vtable {
      * such state (sgld). Methods that do not support exchange are refused by the spec. */
     int (*swap)(smp_chain *a, smp_chain *b, bz_err *e);
     /* Lockstep stepping (multichain.h), optional, both or neither: a step whose one gradient is
-     * the mini-batch gradient of the step's new w, split around it. step_pre does everything up
-     * to that gradient and leaves the batch in c->idx; the caller puts grad U_B(c->w) over it
-     * into c->g (for many chains in one batched call); step_post finishes the step. pre, the
-     * gradient, post is exactly step (the samplers' step is written that way). NULL: the method
-     * takes other gradients inside a step (hmc, mbhmc) and steps whole. */
-    int (*step_pre)(smp_chain *c, bz_err *e);
-    int (*step_post)(smp_chain *c, bz_err *e);
+     * the mini-batch gradient of the step's new w, split around it, for the m chains of a batch
+     * at once. step_pre does everything up to that gradient and leaves each chain's batch in
+     * c->idx; the caller puts grad U_B(c->w) over it into c->g (for all chains in one batched
+     * call); step_post finishes the step. The elementwise updates go through smp_batch_* (one
+     * group op for all chains where the handles have them). pre, the gradient, post on a batch
+     * of one is exactly step (the samplers' step is written that way). Per-chain outcomes in
+     * b->rc[k], b->err[k]; the return value is the first non-zero rc. NULL: the method takes
+     * other gradients inside a step (hmc, mbhmc) and steps whole. */
+    int (*step_pre)(smp_batch *b);
+    int (*step_post)(smp_batch *b);
 } smp_vtable;
 
 struct smp_chain {
@@ -66,6 +70,30 @@ struct smp_chain {
     double noise_stats[3];    /* last noise diagnostics (ks_frac, corr, acf1), NaN before the first */
     void *state;
 };
+
+/* Chains of one method stepping together (multichain's lockstep mode), or one chain alone. */
+#define SMP_BATCH_MAX 64
+struct smp_batch {
+    smp_chain *c[SMP_BATCH_MAX];
+    int32_t m;
+    bool group_ops;               /* the chains' handles are one group: use c[0]'s *_group ops */
+    int rc[SMP_BATCH_MAX];        /* per chain: 0, or the code of its failure (err[k]) */
+    bz_err *err;                  /* m entries, the caller's */
+};
+
+/* A batch of the one chain c (group ops off), its error into e. */
+void smp_batch_one(smp_batch *b, smp_chain *c, bz_err *e);
+/* Record chain k's outcome; returns rc. */
+int smp_batch_fail(smp_batch *b, int32_t k, int rc);
+/* The first failure (0 when none). */
+int smp_batch_status(const smp_batch *b);
+/* Elementwise updates of every chain of b, buffers picked per chain by the caller (x[k] belongs
+ * to b->c[k]): add_noise, axpy, and the runaway guard's max_i x_i^2 v_i (lagged on device
+ * backends: returns the lag, as be_ops.sq_max_lagged; 0 and the current value elsewhere). One
+ * group op for all chains when b->group_ops and the handles have it, else one op per chain. */
+void smp_batch_add_noise(smp_batch *b, float *const *x, float a, const float *const *s, const float *s_const);
+void smp_batch_axpy(smp_batch *b, float *const *y, float a, const float *const *x, const float *const *v);
+int smp_batch_sq_max(smp_batch *b, const float *const *x, const float *const *v, double *max);
 
 /* The sampler of a method (never NULL for a valid method). */
 const smp_vtable *smp_lookup(sampler_method m);

@@ -448,40 +448,60 @@ static void o_step(smp_chain *c)
     b->ops->upload(b->ctx, s->p, s->hostf, n);
 }
 
-/* O-B-A-B-O, in two halves around the new mini-batch gradient so a multichain group can compute
- * the gradients of all its chains at once (multichain.h, lockstep). The gradient in c->g belongs
- * to the current w (computed after the previous A). First half: O, B, A, and the next batch. */
-static int pl_step_pre(smp_chain *c, bz_err *e)
+/* The buffers of every chain of a batch that the step updates, gathered once per half step. */
+typedef struct pl_bufs {
+    float *p[SMP_BATCH_MAX], *w[SMP_BATCH_MAX];
+    const float *g[SMP_BATCH_MAX], *inv_m[SMP_BATCH_MAX], *sig[SMP_BATCH_MAX], *pc[SMP_BATCH_MAX];
+    bool lowrank;            /* some chain draws its O noise on the host (noise_rank > 0) */
+} pl_bufs;
+
+static void gather_bufs(const smp_batch *b, pl_bufs *u)
 {
-    (void)e;
-    pl_state *s = st(c);
-    be *b = c->b;
-    const float h = (float)c->sp->h;
-    const int64_t n = c->n;
-    o_step(c);                                               /* O */
-    b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
-    b->ops->axpy(b->ctx, c->w, h, s->p, s->inv_m, n);        /* A */
-    smp_draw_batch(c);
+    u->lowrank = false;
+    for (int32_t k = 0; k < b->m; k++) {
+        smp_chain *c = b->c[k];
+        pl_state *s = st(c);
+        u->p[k] = s->p, u->pc[k] = s->p, u->w[k] = c->w, u->g[k] = c->g;
+        u->inv_m[k] = s->inv_m, u->sig[k] = s->sig;
+        u->lowrank |= s->lr != NULL;
+    }
+}
+
+/* O for every chain: §5's diagonal compensation as one batched update (c = exp(-gamma h/2) comes
+ * from the spec, the same for every chain of a batch), or with a low-rank chain in the batch the
+ * host draw chain by chain. */
+static void o_step_batch(smp_batch *b, const pl_bufs *u)
+{
+    if (!u->lowrank) {
+        smp_batch_add_noise(b, u->p, (float)st(b->c[0])->c, u->sig, NULL);
+        return;
+    }
+    for (int32_t k = 0; k < b->m; k++) o_step(b->c[k]);
+}
+
+/* O-B-A-B-O, in two halves around the new mini-batch gradient so the chains of a multichain
+ * group compute their gradients at once (multichain.h, lockstep); a lone chain is a batch of one.
+ * The gradient in c->g belongs to the current w (computed after the previous A). First half: O,
+ * B, A, and the next batch. */
+static int pl_step_pre(smp_batch *b)
+{
+    const float h = (float)b->c[0]->sp->h;
+    pl_bufs u;
+    gather_bufs(b, &u);
+    o_step_batch(b, &u);                               /* O */
+    smp_batch_axpy(b, u.p, -0.5f * h, u.g, NULL);      /* B */
+    smp_batch_axpy(b, u.w, h, u.pc, u.inv_m);          /* A */
+    for (int32_t k = 0; k < b->m; k++) smp_draw_batch(b->c[k]);
     return 0;
 }
 
-/* Second half, with c->g = grad U_B(w) of the batch in c->idx: B, O, the runaway guard and the
- * periodic mass update. */
-static int pl_step_post(smp_chain *c, bz_err *e)
+/* The end of one chain's step, with z_max^2 (times T) measured `lag` steps ago: the runaway guard
+ * and the periodic mass update. */
+static int pl_step_finish(smp_chain *c, double zmax2, int lag, bz_err *e)
 {
     pl_state *s = st(c);
-    be *b = c->b;
-    const float h = (float)c->sp->h;
-    const int64_t n = c->n;
-    b->ops->axpy(b->ctx, s->p, -0.5f * h, c->g, NULL, n);    /* B */
-    o_step(c);                                               /* O */
-    double zmax2;
     const int64_t done = c->step + 1;
-    int64_t of = done; /* the step whose z_max^2 this is */
-    if (b->ops->sq_max_lagged) /* device backends: a value a few steps old, no round trip */
-        of -= b->ops->sq_max_lagged(b->ctx, s->p, s->inv_m, n, &zmax2);
-    else
-        b->ops->sq_stats(b->ctx, s->p, s->inv_m, n, NULL, &zmax2);
+    const int64_t of = done - lag; /* the step whose z_max^2 this is */
     if (of <= s->masses_at) zmax2 = 0.0; /* measured before the masses in force were set */
     zmax2 /= c->T;
     s->last_zmax2 = zmax2;
@@ -503,12 +523,28 @@ static int pl_step_post(smp_chain *c, bz_err *e)
     return 0;
 }
 
+/* Second half, with c->g = grad U_B(w) of the batch in c->idx: B, O, then per chain the guard's
+ * z_max^2 (one reduction, lagged on device backends) and the rest (pl_step_finish). */
+static int pl_step_post(smp_batch *b)
+{
+    const float h = (float)b->c[0]->sp->h;
+    pl_bufs u;
+    gather_bufs(b, &u);
+    smp_batch_axpy(b, u.p, -0.5f * h, u.g, NULL);      /* B */
+    o_step_batch(b, &u);                               /* O */
+    double zmax2[SMP_BATCH_MAX];
+    const int lag = smp_batch_sq_max(b, u.pc, u.inv_m, zmax2);
+    for (int32_t k = 0; k < b->m; k++) smp_batch_fail(b, k, pl_step_finish(b->c[k], zmax2[k], lag, &b->err[k]));
+    return smp_batch_status(b);
+}
+
 static int pl_step(smp_chain *c, bz_err *e)
 {
-    int rc = pl_step_pre(c, e);
-    if (rc) return rc;
+    smp_batch one;
+    smp_batch_one(&one, c, e);
+    pl_step_pre(&one);
     c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
-    return pl_step_post(c, e);
+    return pl_step_post(&one);
 }
 
 static double mean_range(const double *x, int64_t lo, int64_t hi)

@@ -14,30 +14,37 @@ static int sgld_alloc(smp_chain *c, bz_err *e)
 
 static int sgld_start(smp_chain *c, bz_err *e) { return sgld_alloc(c, e); }
 
-/* Split around the mini-batch gradient for lockstep groups (multichain.h): draw the batch, then
- * with c->g = grad U_B(w) the update. */
-static int sgld_step_pre(smp_chain *c, bz_err *e)
+/* Split around the mini-batch gradient for lockstep batches (multichain.h): draw each chain's
+ * batch, then with c->g = grad U_B(w) the update w <- w - lr g + sqrt(2 lr T) xi, each chain at
+ * its own T. A lone chain is a batch of one. */
+static int sgld_step_pre(smp_batch *b)
 {
-    (void)e;
-    smp_draw_batch(c);
+    for (int32_t k = 0; k < b->m; k++) smp_draw_batch(b->c[k]);
     return 0;
 }
 
-static int sgld_step_post(smp_chain *c, bz_err *e)
+static int sgld_step_post(smp_batch *b)
 {
-    (void)e;
-    be *b = c->b;
-    const double lr = c->sp->lr;
-    b->ops->axpy(b->ctx, c->w, (float)-lr, c->g, NULL, c->n);
-    b->ops->add_noise(b->ctx, c->w, 1.0f, NULL, (float)sqrt(2.0 * lr * c->T), c->n);
+    const double lr = b->c[0]->sp->lr;
+    float *w[SMP_BATCH_MAX], amp[SMP_BATCH_MAX];
+    const float *g[SMP_BATCH_MAX];
+    for (int32_t k = 0; k < b->m; k++) {
+        smp_chain *c = b->c[k];
+        w[k] = c->w, g[k] = c->g;
+        amp[k] = (float)sqrt(2.0 * lr * c->T);
+    }
+    smp_batch_axpy(b, w, (float)-lr, g, NULL);
+    smp_batch_add_noise(b, w, 1.0f, NULL, amp);
     return 0;
 }
 
 static int sgld_step(smp_chain *c, bz_err *e)
 {
-    sgld_step_pre(c, e);
+    smp_batch one;
+    smp_batch_one(&one, c, e);
+    sgld_step_pre(&one);
     c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
-    return sgld_step_post(c, e);
+    return sgld_step_post(&one);
 }
 
 static void sgld_observe(smp_chain *c, obs_record *r)
