@@ -553,6 +553,9 @@ static const be_ops cuda_ops = {
     .sync = cu_sync,
     .sq_max_lagged = cu_sq_max_lagged,
     .grad_batch_group = cu_grad_batch_group,
+    .add_noise_group = cu_add_noise_group,
+    .axpy_group = cu_axpy_group,
+    .sq_max_lagged_group = cu_sq_max_lagged_group,
 };
 
 void cu_install(be *out, be_ctx *c)

@@ -17,7 +17,16 @@
  * the same kernels, with the operand addresses read from device arrays, which are rebuilt only
  * when the set of chains changes. Elementwise work (gather, bias+ReLU, softmax, ReLU mask, the
  * regulariser) runs once over all m B rows. Shapes and rounding follow cuda_net.cu, so each
- * chain's gradient equals its own grad_batch up to the GEMMs' summation order. */
+ * chain's gradient equals its own grad_batch up to the GEMMs' summation order.
+ *
+ * The sampler's elementwise updates of a lockstep batch (sampler.h smp_batch_*) come here too:
+ * add_noise_group, axpy_group and sq_max_lagged_group launch one kernel (grid.y = chain) for all
+ * chains where separate handles launch one each. Their operand lists (the chains' p, g, w, ...)
+ * are cached on the device (CU_PSET_SLOTS lists; a pL run uses 4), each chain's noise key and
+ * counter go up per call through a pinned ring, and every chain's numbers are bit for bit those
+ * of its own handle (same Philox stream and counter, same rounding, the exact max). A pL step of
+ * K chains is then about 30 launches in all rather than 10 K + 20: on a small network the
+ * launches, not the arithmetic, are what a step costs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +40,21 @@
  * is the softmax's). Backward layer l (1-based, delta[l] -> layer l's weights): GA input, GB
  * delta, GC weight gradient; BA delta, BB ones, BC bias gradient; DA weights, DB delta, DC
  * delta[l-1]. RW, RG (l = 0): the weights and gradients, for the regulariser. */
+#define CU_PSET_SLOTS 8  /* distinct operand lists of the elementwise group ops (pL uses 4) */
+
+/* One cached list of up to 3 pointer arrays (m pointers each) on the device. */
+typedef struct cu_pset {
+    int32_t m, arrays;
+    const void *key[3 * CU_GROUP_MAX];
+    uint64_t last_use;        /* 0: empty */
+} cu_pset;
+
+/* Per-chain values of one add_noise_group call. */
+typedef struct cu_scalars {
+    uint64_t key[CU_GROUP_MAX], ctr[CU_GROUP_MAX];
+    float s_const[CU_GROUP_MAX];
+} cu_scalars;
+
 enum { GP_FA, GP_FB, GP_FC, GP_BIAS, GP_GA, GP_GB, GP_GC, GP_BA, GP_BB, GP_BC, GP_DA, GP_DB, GP_DC, GP_RW, GP_RG,
        GP_KINDS };
 
@@ -49,6 +73,22 @@ struct cu_group {
     int32_t key_m, key_B;                    /* the chains the arrays were built for */
     const float *key_w[CU_GROUP_MAX];
     float *key_g[CU_GROUP_MAX];
+
+    /* elementwise group ops */
+    cu_pset pset[CU_PSET_SLOTS];             /* cached pointer arrays of the ops' operands */
+    uint64_t pset_tick;
+    void **d_pset, **h_pset;                 /* CU_PSET_SLOTS x 3 K pointers (device; pinned staging) */
+    cu_scalars *d_scal, *h_scal;             /* CU_IDX_RING slots of per-chain noise values */
+    cudaEvent_t scal_ev[CU_IDX_RING];
+    bool scal_ev_used[CU_IDX_RING];
+    int scal_pos;
+    double *partial_g;                       /* K x 2 CU_RED_BLOCKS */
+    double *d_lagg, *h_lagg;                 /* CU_LAG_SLOTS x 2 K (device; pinned) */
+    cudaEvent_t lagg_ev[CU_LAG_SLOTS];
+    int64_t lagg_calls;
+    int32_t lagg_m;
+    int64_t lagg_count;
+    const void *lagg_key[2 * CU_GROUP_MAX];  /* the x and v lists of the lagged reduction */
 };
 
 static size_t ptr_index(const cu_group *G, int kind, int32_t l) { return ((size_t)kind * (NN_MAX_LAYERS + 1) + l) * G->K; }
@@ -222,11 +262,163 @@ void cu_grad_batch_group(be_ctx *c, int32_t m, const float *const *w, const int3
         if (!c->err) group_backward(c, G, m, B);
         const float reg = (float)(c->lambda / (double)c->n);
         if (!c->err && reg != 0.0f) {
-            k_axpy_group(c->st, dev_ptrs<float>(G, GP_RG, 0), reg, dev_ptrs<const float>(G, GP_RW, 0), m, c->n);
+            k_axpy_group(c->st, dev_ptrs<float>(G, GP_RG, 0), reg, dev_ptrs<const float>(G, GP_RW, 0), NULL, m, c->n);
             CKL(c, "k_axpy_group");
         }
     }
     if (c->err) share_error(c, G);
+}
+
+/* ---- elementwise group ops (lockstep batches: one launch for every chain) ---- */
+
+/* Device arrays holding `arrays` lists of m pointers (lists[a][k]); cached by content, so a
+ * lockstep run uploads each of its few operand lists once. NULL on error. */
+static void **pset_find(be_ctx *c, cu_group *G, int32_t m, int arrays, const void *const *const *lists)
+{
+    cu_pset *lru = &G->pset[0];
+    for (int i = 0; i < CU_PSET_SLOTS; i++) {
+        cu_pset *p = &G->pset[i];
+        bool same = p->last_use && p->m == m && p->arrays == arrays;
+        for (int a = 0; same && a < arrays; a++)
+            same = !memcmp(p->key + (size_t)a * m, lists[a], sizeof(void *) * (size_t)m);
+        if (same) {
+            p->last_use = ++G->pset_tick;
+            return G->d_pset + (size_t)i * 3 * G->K;
+        }
+        if (p->last_use < lru->last_use) lru = p;
+    }
+    const int slot = (int)(lru - G->pset);
+    if (!CK(c, cudaStreamSynchronize(c->st))) return NULL; /* the slot may still be read */
+    void **h = G->h_pset + (size_t)slot * 3 * G->K;
+    for (int a = 0; a < arrays; a++) {
+        memcpy(lru->key + (size_t)a * m, lists[a], sizeof(void *) * (size_t)m);
+        memcpy(h + (size_t)a * m, lists[a], sizeof(void *) * (size_t)m);
+    }
+    lru->m = m, lru->arrays = arrays, lru->last_use = ++G->pset_tick;
+    void **d = G->d_pset + (size_t)slot * 3 * G->K;
+    if (!CK(c, cudaMemcpyAsync(d, h, sizeof(void *) * (size_t)arrays * m, cudaMemcpyHostToDevice, c->st)))
+        return NULL;
+    return d;
+}
+
+/* The next staging slot of per-chain noise values, filled by the caller, then sent with
+ * scal_send. The pinned slot is reused only after its previous copy has run. */
+static cu_scalars *scal_take(be_ctx *c, cu_group *G, int *slot)
+{
+    *slot = G->scal_pos;
+    G->scal_pos = (G->scal_pos + 1) % CU_IDX_RING;
+    if (G->scal_ev_used[*slot] && !CK(c, cudaEventSynchronize(G->scal_ev[*slot]))) return NULL;
+    return G->h_scal + *slot;
+}
+
+static const cu_scalars *scal_send(be_ctx *c, cu_group *G, int slot)
+{
+    if (!CK(c, cudaMemcpyAsync(G->d_scal + slot, G->h_scal + slot, sizeof(cu_scalars), cudaMemcpyHostToDevice,
+                               c->st)))
+        return NULL;
+    G->scal_ev_used[slot] = true;
+    return CK(c, cudaEventRecord(G->scal_ev[slot], c->st)) ? G->d_scal + slot : NULL;
+}
+
+static bool group_op_ok(be_ctx *c, int32_t m, int64_t count)
+{
+    if (!c->grp) {
+        c->err = BZ_EBACKEND;
+        snprintf(c->msg, sizeof c->msg, "a group op on a CUDA handle that was not opened as a group");
+        return false;
+    }
+    if (m < 1 || m > c->grp->K || count != c->n) {
+        c->err = BZ_EBACKEND;
+        snprintf(c->msg, sizeof c->msg, "a group op for %d chains of %lld values; the group has %d chains of %lld",
+                 (int)m, (long long)count, (int)c->grp->K, (long long)c->n);
+        return false;
+    }
+    return true;
+}
+
+void cu_add_noise_group(be_ctx *c, int32_t m, be_ctx *const *mem, float *const *x, float a, const float *const *s,
+                        const float *s_const, int64_t count)
+{
+    if (!cu_enter(c) || !group_op_ok(c, m, count)) return;
+    cu_group *G = c->grp;
+    const void *const *lists[2] = {(const void *const *)x, (const void *const *)s};
+    void **d = pset_find(c, G, m, s ? 2 : 1, lists);
+    int slot;
+    cu_scalars *h = d ? scal_take(c, G, &slot) : NULL;
+    if (h) {
+        for (int32_t k = 0; k < m; k++) {
+            h->key[k] = mem[k]->noise_key;
+            h->ctr[k] = mem[k]->noise_ctr++; /* each chain's own counter moves as its add_noise would */
+            h->s_const[k] = s_const ? s_const[k] : 0.0f;
+        }
+        const cu_scalars *ds = scal_send(c, G, slot);
+        if (ds) {
+            k_noise_group(c->st, (float *const *)d, a, s ? (const float *const *)(d + m) : NULL, ds->s_const, ds->key,
+                          ds->ctr, m, count);
+            CKL(c, "k_noise_group");
+        }
+    }
+    if (c->err) share_error(c, G);
+}
+
+void cu_axpy_group(be_ctx *c, int32_t m, float *const *y, float a, const float *const *x, const float *const *v,
+                   int64_t count)
+{
+    if (!cu_enter(c) || !group_op_ok(c, m, count)) return;
+    cu_group *G = c->grp;
+    const void *const *lists[3] = {(const void *const *)y, (const void *const *)x, (const void *const *)v};
+    void **d = pset_find(c, G, m, v ? 3 : 2, lists);
+    if (d) {
+        k_axpy_group(c->st, (float *const *)d, a, (const float *const *)(d + m),
+                     v ? (const float *const *)(d + 2 * m) : NULL, m, count);
+        CKL(c, "k_axpy_group");
+    }
+    if (c->err) share_error(c, G);
+}
+
+/* As cu_sq_max_lagged, for the group: one reduction launch pair for all chains, one copy of the m
+ * maxima to pinned memory per call, and the values of CU_LAG calls earlier on the same lists. */
+int cu_sq_max_lagged_group(be_ctx *c, int32_t m, be_ctx *const *mem, const float *const *x, const float *const *v,
+                           int64_t count, double *max)
+{
+    (void)mem;
+    for (int32_t k = 0; k < m; k++) max[k] = 0.0;
+    if (!cu_enter(c) || !group_op_ok(c, m, count)) {
+        for (int32_t k = 0; k < m; k++) max[k] = NAN;
+        if (c->grp) share_error(c, c->grp);
+        return 0;
+    }
+    cu_group *G = c->grp;
+    const void *key[2 * CU_GROUP_MAX];
+    memcpy(key, x, sizeof(void *) * (size_t)m);
+    for (int32_t k = 0; k < m; k++) key[m + k] = v ? (const void *)v[k] : NULL;
+    if (m != G->lagg_m || count != G->lagg_count || memcmp(key, G->lagg_key, sizeof(void *) * 2 * (size_t)m)) {
+        memcpy(G->lagg_key, key, sizeof(void *) * 2 * (size_t)m);
+        G->lagg_m = m, G->lagg_count = count, G->lagg_calls = 0;
+    }
+    const void *const *lists[2] = {(const void *const *)x, (const void *const *)v};
+    void **d = pset_find(c, G, m, v ? 2 : 1, lists);
+    const int slot = (int)(G->lagg_calls % CU_LAG_SLOTS);
+    double *dl = G->d_lagg + (size_t)slot * 2 * G->K, *hl = G->h_lagg + (size_t)slot * 2 * G->K;
+    if (d) {
+        k_reduce_group(c->st, (const float *const *)d, v ? (const float *const *)(d + m) : NULL, m, count, G->partial_g,
+                       dl);
+        CKL(c, "k_reduce_group");
+    }
+    CK(c, cudaMemcpyAsync(hl, dl, sizeof(double) * 2 * (size_t)m, cudaMemcpyDeviceToHost, c->st));
+    CK(c, cudaEventRecord(G->lagg_ev[slot], c->st));
+    G->lagg_calls++;
+    if (G->lagg_calls > CU_LAG) {
+        const int old = (int)((G->lagg_calls - 1 - CU_LAG) % CU_LAG_SLOTS);
+        if (CK(c, cudaEventSynchronize(G->lagg_ev[old])))
+            for (int32_t k = 0; k < m; k++) max[k] = G->h_lagg[(size_t)old * 2 * G->K + 2 * k + 1];
+    }
+    if (c->err) {
+        for (int32_t k = 0; k < m; k++) max[k] = NAN;
+        share_error(c, G);
+        return 0;
+    }
+    return CU_LAG;
 }
 
 /* ---- opening and closing a group ---- */
@@ -246,6 +438,17 @@ void cu_group_free(be_ctx *owner)
     if (G->h_idx) cudaFreeHost(G->h_idx);
     if (G->h_ptr) cudaFreeHost(G->h_ptr);
     if (G->idx_ev) cudaEventDestroy(G->idx_ev);
+    if (G->d_pset) cudaFree(G->d_pset);
+    if (G->h_pset) cudaFreeHost(G->h_pset);
+    if (G->d_scal) cudaFree(G->d_scal);
+    if (G->h_scal) cudaFreeHost(G->h_scal);
+    if (G->partial_g) cudaFree(G->partial_g);
+    if (G->d_lagg) cudaFree(G->d_lagg);
+    if (G->h_lagg) cudaFreeHost(G->h_lagg);
+    for (int i = 0; i < CU_IDX_RING; i++)
+        if (G->scal_ev[i]) cudaEventDestroy(G->scal_ev[i]);
+    for (int i = 0; i < CU_LAG_SLOTS; i++)
+        if (G->lagg_ev[i]) cudaEventDestroy(G->lagg_ev[i]);
     free(G);
     owner->grp = NULL;
 }
@@ -266,6 +469,22 @@ static int64_t group_workspace_bytes(const nn_arch *a, int32_t K, int32_t max_ba
     return rows * (4 * 2 * sum_n + 8 + 4 + 4) + (int64_t)sizeof(void *) * GP_KINDS * (NN_MAX_LAYERS + 1) * K;
 }
 
+/* The elementwise group ops' buffers: pointer sets, noise staging, reduction and lag slots. */
+static bool group_ops_alloc(be_ctx *c, cu_group *G)
+{
+    const size_t K = (size_t)G->K, nset = (size_t)CU_PSET_SLOTS * 3 * K;
+    bool ok = CK(c, cudaMalloc((void **)&G->d_pset, sizeof(void *) * nset)) &&
+              CK(c, cudaMallocHost((void **)&G->h_pset, sizeof(void *) * nset)) &&
+              CK(c, cudaMalloc((void **)&G->d_scal, sizeof(cu_scalars) * CU_IDX_RING)) &&
+              CK(c, cudaMallocHost((void **)&G->h_scal, sizeof(cu_scalars) * CU_IDX_RING)) &&
+              CK(c, cudaMalloc((void **)&G->partial_g, sizeof(double) * 2 * CU_RED_BLOCKS * K)) &&
+              CK(c, cudaMalloc((void **)&G->d_lagg, sizeof(double) * 2 * CU_LAG_SLOTS * K)) &&
+              CK(c, cudaMallocHost((void **)&G->h_lagg, sizeof(double) * 2 * CU_LAG_SLOTS * K));
+    for (int i = 0; ok && i < CU_IDX_RING; i++) ok = CK(c, cudaEventCreateWithFlags(&G->scal_ev[i], cudaEventDisableTiming));
+    for (int i = 0; ok && i < CU_LAG_SLOTS; i++) ok = CK(c, cudaEventCreateWithFlags(&G->lagg_ev[i], cudaEventDisableTiming));
+    return ok;
+}
+
 static bool group_alloc(be_ctx *c, cu_group *G)
 {
     const nn_arch *a = &c->arch;
@@ -280,7 +499,7 @@ static bool group_alloc(be_ctx *c, cu_group *G)
            CK(c, cudaMalloc((void **)&G->d_ptr, sizeof(void *) * nptr)) &&
            CK(c, cudaMallocHost((void **)&G->h_idx, sizeof(int32_t) * rows)) &&
            CK(c, cudaMallocHost((void **)&G->h_ptr, sizeof(void *) * nptr)) &&
-           CK(c, cudaEventCreateWithFlags(&G->idx_ev, cudaEventDisableTiming));
+           CK(c, cudaEventCreateWithFlags(&G->idx_ev, cudaEventDisableTiming)) && group_ops_alloc(c, G);
 }
 
 /* A sibling of owner: a copy sharing the owner's stream, cuBLAS, data and workspace, with its

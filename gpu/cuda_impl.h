@@ -145,8 +145,16 @@ void k_bias_act_group(cudaStream_t st, float *out, const float *const *bk, int32
                       bool relu);
 void k_softmax_xent_group(cudaStream_t st, const float *z, const float *const *bk, int32_t rpc, int32_t rows, int32_t C,
                           const int32_t *y, const int32_t *idx, float *delta, double *row_loss, int32_t *row_wrong);
-/* y[k] += a x[k] (k < m; device arrays of pointers), with axpy's rounding. */
-void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, int32_t m, int64_t count);
+/* Group forms (k < m; device arrays of pointers and per-chain values), per chain bit for bit the
+ * single kernels: y[k] += a x[k] (* v[k]); x[k] = a x[k] + (sd[k] or s_const[k]) xi with chain k's
+ * Philox (key[k], ctr[k]); sum and max of x[k]^2 v[k] into out[2k], out[2k+1] (partial: 2
+ * CU_RED_BLOCKS doubles per chain). */
+void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, const float *const *v, int32_t m,
+                  int64_t count);
+void k_noise_group(cudaStream_t st, float *const *x, float a, const float *const *sd, const float *s_const,
+                   const uint64_t *key, const uint64_t *ctr, int32_t m, int64_t count);
+void k_reduce_group(cudaStream_t st, const float *const *x, const float *const *v, int32_t m, int64_t count,
+                    double *partial, double *out);
 /* acc[0] += sum row_loss, acc[1] += sum row_wrong (one block, fixed order). */
 void k_rows_sum(cudaStream_t st, const double *row_loss, const int32_t *row_wrong, int32_t rows, double *acc);
 void k_relu_mask(cudaStream_t st, float *delta, const float *act, int64_t count);
@@ -186,6 +194,13 @@ void harm_moments(be_ctx *c, const float *w, int64_t rows, double *g_sum, double
 /* ops->grad_batch_group on a group's owner (be_cuda_network_group). */
 void cu_grad_batch_group(be_ctx *c, int32_t K, const float *const *w, const int32_t *const *idx, int32_t B,
                          float *const *g);
+/* ops->add_noise_group, axpy_group, sq_max_lagged_group on a group's owner. */
+void cu_add_noise_group(be_ctx *c, int32_t m, be_ctx *const *mem, float *const *x, float a, const float *const *s,
+                        const float *s_const, int64_t count);
+void cu_axpy_group(be_ctx *c, int32_t m, float *const *y, float a, const float *const *x, const float *const *v,
+                   int64_t count);
+int cu_sq_max_lagged_group(be_ctx *c, int32_t m, be_ctx *const *mem, const float *const *x, const float *const *v,
+                           int64_t count, double *max);
 void cu_group_free(be_ctx *owner);
 /* A sibling is going: the group no longer shares errors with it. */
 void cu_group_forget(be_ctx *owner, be_ctx *member);

@@ -209,20 +209,31 @@ void k_axpy(cudaStream_t st, float *y, float a, const float *x, const float *v, 
     axpy_kernel<<<blocks_for(count, THREADS), THREADS, 0, st>>>(y, a, x, v, count);
 }
 
-/* y[k] += a x[k] for the m vectors of a group (grid.y = vector), rounding as axpy_kernel. */
-__global__ static void axpy_group_kernel(float *const *y, float a, const float *const *x, int64_t count)
+/* Group kernels: grid.y = the chain k of a lockstep group, each chain's vectors from device
+ * arrays of pointers; per chain exactly the single kernel's arithmetic. */
+static dim3 group_grid(int64_t per_chain_blocks, int32_t m)
 {
-    float *yk = y[blockIdx.y];
-    const float *xk = x[blockIdx.y];
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
-        yk[i] = __fadd_rn(yk[i], __fmul_rn(a, xk[i]));
+    if (per_chain_blocks > 4096) per_chain_blocks = 4096; /* grid-stride loops cover the rest */
+    return dim3((unsigned)per_chain_blocks, (unsigned)m);
 }
 
-void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, int32_t m, int64_t count)
+/* y[k] += a x[k] (* v[k] when v is non-NULL), rounding as axpy_kernel. */
+__global__ static void axpy_group_kernel(float *const *y, float a, const float *const *x, const float *const *v,
+                                         int64_t count)
 {
-    unsigned bx = blocks_for(count, THREADS);
-    if (bx > 4096) bx = 4096; /* grid.y multiplies it */
-    axpy_group_kernel<<<dim3(bx, (unsigned)m), THREADS, 0, st>>>(y, a, x, count);
+    float *yk = y[blockIdx.y];
+    const float *xk = x[blockIdx.y], *vk = v ? v[blockIdx.y] : NULL;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+        float t = __fmul_rn(a, xk[i]);
+        if (vk) t = __fmul_rn(t, vk[i]);
+        yk[i] = __fadd_rn(yk[i], t);
+    }
+}
+
+void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, const float *const *v, int32_t m,
+                  int64_t count)
+{
+    axpy_group_kernel<<<group_grid(blocks_for(count, THREADS), m), THREADS, 0, st>>>(y, a, x, v, count);
 }
 
 __global__ static void scale_kernel(float *out, float a, const float *in, int64_t count)
@@ -274,6 +285,37 @@ void k_noise(cudaStream_t st, float *out, float a, const float *in, const float 
     noise_kernel<<<blocks_for((count + 3) / 4, THREADS), THREADS, 0, st>>>(out, a, in, sd, s_const, count, key, ctr);
 }
 
+/* x[k] = a x[k] + s_k xi for every chain k, xi from chain k's Philox (key[k], counter ctr[k]) drawn
+ * exactly as noise_kernel draws it; s_k = sd[k][i] (sd non-NULL) or s_const[k]. */
+__global__ static void noise_group_kernel(float *const *x, float a, const float *const *sd, const float *s_const,
+                                          const uint64_t *key, const uint64_t *ctr, int64_t count)
+{
+    const int k = blockIdx.y;
+    float *out = x[k];
+    const float *sdk = sd ? sd[k] : NULL;
+    const float sc = s_const ? s_const[k] : 0.0f;
+    const int64_t groups = (count + 3) / 4;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < groups; t += (int64_t)gridDim.x * blockDim.x) {
+        curandStatePhilox4_32_10_t s;
+        curand_init(key[k], (unsigned long long)t, 4ull * ctr[k], &s);
+        float4 xi = curand_normal4(&s);
+        const float z[4] = {xi.x, xi.y, xi.z, xi.w};
+        for (int j = 0; j < 4; j++) {
+            int64_t i = 4 * t + j;
+            if (i >= count) break;
+            float s_i = sdk ? sdk[i] : sc;
+            out[i] = __fadd_rn(__fmul_rn(a, out[i]), __fmul_rn(s_i, z[j]));
+        }
+    }
+}
+
+void k_noise_group(cudaStream_t st, float *const *x, float a, const float *const *sd, const float *s_const,
+                   const uint64_t *key, const uint64_t *ctr, int32_t m, int64_t count)
+{
+    noise_group_kernel<<<group_grid(blocks_for((count + 3) / 4, THREADS), m), THREADS, 0, st>>>(x, a, sd, s_const, key,
+                                                                                                ctr, count);
+}
+
 /* max that lets a NaN through (as cpu_sq_stats: "if (q > m || q != q) m = q") */
 __device__ static double max_nan(double m, double q) { return (q > m || q != q) ? q : m; }
 
@@ -311,13 +353,19 @@ __global__ static void reduce_pass1(const float *x, const float *y, const float 
     if (threadIdx.x == 0) partial[blockIdx.x] = ss[0], partial[CU_RED_BLOCKS + blockIdx.x] = sm[0];
 }
 
-__global__ static void reduce_pass2(const double *partial, int nblocks, double *out)
+/* The second pass of one vector's partials: out[0] the sum, out[1] the max. */
+__device__ static void reduce_pass2_body(const double *partial, int nblocks, double *out)
 {
     __shared__ double ss[THREADS], sm[THREADS];
     double s = 0.0, m = 0.0;
     for (int k = threadIdx.x; k < nblocks; k += blockDim.x) s += partial[k], m = max_nan(m, partial[CU_RED_BLOCKS + k]);
     block_reduce(ss, sm, s, m);
     if (threadIdx.x == 0) out[0] = ss[0], out[1] = sm[0];
+}
+
+__global__ static void reduce_pass2(const double *partial, int nblocks, double *out)
+{
+    reduce_pass2_body(partial, nblocks, out);
 }
 
 void k_reduce(cudaStream_t st, const float *x, const float *y, const float *v, int64_t count, double *partial,
@@ -327,6 +375,40 @@ void k_reduce(cudaStream_t st, const float *x, const float *y, const float *v, i
     if (nb > CU_RED_BLOCKS) nb = CU_RED_BLOCKS;
     reduce_pass1<<<nb, THREADS, 0, st>>>(x, y, v, count, partial);
     reduce_pass2<<<1, THREADS, 0, st>>>(partial, (int)nb, out);
+}
+
+/* Per chain k: the sum and max of x[k]_i^2 v[k]_i (v NULL: 1) into out[2k], out[2k+1], as
+ * k_reduce does for one vector (partial: 2 CU_RED_BLOCKS doubles per chain). */
+__global__ static void reduce_group_pass1(const float *const *x, const float *const *v, int64_t count, double *partial)
+{
+    __shared__ double ss[THREADS], sm[THREADS];
+    const int k = blockIdx.y;
+    const float *xk = x[k], *vk = v ? v[k] : NULL;
+    double s = 0.0, m = 0.0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+        double q = __dmul_rn((double)xk[i], (double)xk[i]);
+        if (vk) q = __dmul_rn(q, (double)vk[i]);
+        s += q;
+        m = max_nan(m, q);
+    }
+    block_reduce(ss, sm, s, m);
+    double *pk = partial + (size_t)k * 2 * CU_RED_BLOCKS;
+    if (threadIdx.x == 0) pk[blockIdx.x] = ss[0], pk[CU_RED_BLOCKS + blockIdx.x] = sm[0];
+}
+
+__global__ static void reduce_group_pass2(const double *partial, int nblocks, double *out)
+{
+    const int k = blockIdx.x;
+    reduce_pass2_body(partial + (size_t)k * 2 * CU_RED_BLOCKS, nblocks, out + 2 * k);
+}
+
+void k_reduce_group(cudaStream_t st, const float *const *x, const float *const *v, int32_t m, int64_t count,
+                    double *partial, double *out)
+{
+    unsigned nb = blocks_for(count, 4 * THREADS);
+    if (nb > CU_RED_BLOCKS) nb = CU_RED_BLOCKS;
+    reduce_group_pass1<<<dim3(nb, (unsigned)m), THREADS, 0, st>>>(x, v, count, partial);
+    reduce_group_pass2<<<(unsigned)m, THREADS, 0, st>>>(partial, (int)nb, out);
 }
 
 /* Adam as cpu_adam: float moments, the bias-corrected step in double. */

@@ -12,8 +12,9 @@
  * The lockstep path (one CUDA handle group, be_cuda_network_group, every step's gradients as
  * batched GEMMs for all chains): grad_batch_group's K gradients against K grad_batch calls on a
  * separate handle (relative L2 below 1e-5: only the GEMMs' summation order differs), for every
- * subset size m <= K, and a lockstep run against each chain alone, as above. Destroying the
- * group's handles owner first must leave the siblings working. */
+ * subset size m <= K; the elementwise group ops (noise, axpy, the guard's lagged max) against
+ * the single ops bit for bit; and a lockstep run against each chain alone, as above. Destroying
+ * the group's handles owner first must leave the siblings working. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,63 @@ Test(gpu_multichain, group_gradient_matches_single_gradients)
     grp[1].ops->release(grp[1].ctx, gb);
     free(x);
     for (int k = 1; k < K; k++) be_destroy(&grp[k]);
+    be_destroy(&alone);
+    gt_problem_free(&p);
+}
+
+/* The elementwise group ops (one launch for all chains) against the single ops on a separate
+ * handle seeded alike: the same bits (noise from each chain's own Philox stream, axpy with and
+ * without v), and the lagged maxima equal to each chain's own sq_stats. */
+Test(gpu_multichain, group_ops_match_single_ops)
+{
+    GPU_REQUIRE();
+    gt_problem p;
+    gt_problem_load(&p, SPEC_HEAD "}");
+    const int64_t n = p.a.n;
+    be grp[K], alone;
+    open_cuda_group(grp, &p);
+    gt_open_cuda(&alone, &p, false);
+    float *xg[K], *sg[K], *vg[K], *xa[K], *sa[K], *va[K];
+    be_ctx *mem[K];
+    const float sc[K] = {0.1f, 0.2f, 0.3f};
+    for (int k = 0; k < K; k++) {
+        float *x = gt_weights(&p.a, 20 + (uint64_t)k, 0.1), *sd = gt_weights(&p.a, 30 + (uint64_t)k, 0.1);
+        float *v = gt_weights(&p.a, 40 + (uint64_t)k, 0.1);
+        for (int64_t i = 0; i < n; i++) sd[i] = 0.1f * fabsf(sd[i]), v[i] = 1.0f + fabsf(v[i]);
+        xg[k] = gt_buffer(&grp[k], x, n), sg[k] = gt_buffer(&grp[k], sd, n), vg[k] = gt_buffer(&grp[k], v, n);
+        xa[k] = gt_buffer(&alone, x, n), sa[k] = gt_buffer(&alone, sd, n), va[k] = gt_buffer(&alone, v, n);
+        mem[k] = grp[k].ctx;
+        grp[k].ops->noise_seed(grp[k].ctx, 11, (uint64_t)k);
+        free(x), free(sd), free(v);
+    }
+    const be_ops *o = grp[0].ops;
+    o->add_noise_group(grp[0].ctx, K, mem, xg, 0.9f, (const float *const *)sg, NULL, n);
+    o->add_noise_group(grp[0].ctx, K, mem, xg, 1.0f, NULL, sc, n);
+    o->axpy_group(grp[0].ctx, K, xg, -0.5f, (const float *const *)sg, (const float *const *)vg, n);
+    o->axpy_group(grp[0].ctx, K, xg, 0.25f, (const float *const *)vg, NULL, n);
+    double mx[K];
+    int lag = 0;
+    for (int call = 0; call <= 3; call++) /* the lag is 3 calls: the fourth answers for the first */
+        lag = o->sq_max_lagged_group(grp[0].ctx, K, mem, (const float *const *)xg, (const float *const *)vg, n, mx);
+    cr_assert_eq(lag, 3, "the group's lag");
+    bz_err e;
+    for (int k = 0; k < K; k++) {
+        alone.ops->noise_seed(alone.ctx, 11, (uint64_t)k);
+        alone.ops->add_noise(alone.ctx, xa[k], 0.9f, sa[k], 0.0f, n);
+        alone.ops->add_noise(alone.ctx, xa[k], 1.0f, NULL, sc[k], n);
+        alone.ops->axpy(alone.ctx, xa[k], -0.5f, sa[k], va[k], n);
+        alone.ops->axpy(alone.ctx, xa[k], 0.25f, va[k], NULL, n);
+        double single_max;
+        alone.ops->sq_stats(alone.ctx, xa[k], va[k], n, NULL, &single_max);
+        cr_assert_eq(grp[k].ops->sync(grp[k].ctx, &e), 0, "%s", e.msg);
+        cr_assert_eq(alone.ops->sync(alone.ctx, &e), 0, "%s", e.msg);
+        float *x = gt_fetch(&grp[k], xg[k], n), *y = gt_fetch(&alone, xa[k], n);
+        cr_assert_eq(gt_max_ulp(x, y, n), 0, "chain %d: group ops and single ops differ (%lld ulp)", k,
+                     (long long)gt_max_ulp(x, y, n));
+        cr_assert_eq(mx[k], single_max, "chain %d: lagged group max %.17g, single %.17g", k, mx[k], single_max);
+        free(x), free(y);
+    }
+    for (int k = K - 1; k >= 0; k--) be_destroy(&grp[k]); /* siblings first, the owner last */
     be_destroy(&alone);
     gt_problem_free(&p);
 }
