@@ -493,16 +493,20 @@ function batchedParts() {
 function startBatched() {
   const kids = sortedKids();
   const K = kids.length;
-  records = new ChainRecords(CHAIN_OBS, kids.map((c) => c.chain));
+  const exchange = job.exchange?.every > 0;
+  records = new ChainRecords(CHAIN_OBS, kids.map((c) => c.chain), exchange ? K : 0);
   const perChain = (key) => kids.map((c) => ({ key: chainKey(key, c.chain), label: `T = ${fmtT(c.T)}`, color: tempColor(c.chain, K) }));
   const defs = [
     { id: 'chains-U', title: 'Energy U of every chain', series: perChain('U'), logY: true },
     { id: 'chains-train_err', title: 'Training error of every chain', series: perChain('train_err') },
     { id: 'chains-w2', title: 'Mean squared weight w² of every chain', series: perChain('w2'), logY: true },
   ];
-  if (job.exchange?.every > 0) {
+  if (exchange) {
     defs.push({ id: 'chains-ex_acc', title: 'Exchange acceptance per pair (cumulative)',
       series: kids.slice(0, -1).map((c, i) => ({ key: chainKey('ex_acc', c.chain), label: `T ${fmtT(c.T)} ↔ ${fmtT(kids[i + 1].T)}`, color: tempColor(c.chain, K) })) });
+    // replica r starts at the r-th temperature, hence its colour
+    defs.push({ id: 'replica-walk', title: 'Replica walk: the temperature each replica is at', logY: true,
+      series: kids.map((c, r) => ({ key: chainKey('walk', r), label: `replica ${r}`, color: tempColor(r, K) })) });
   }
   const grid = $('#chain-plots');
   plots = defs.map((d) => new LivePlot(grid, records, { ...d, x: xAxis }));

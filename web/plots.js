@@ -92,15 +92,19 @@ export class Records {
 }
 
 /**
- * new ChainRecords(keys, chains): the records of a batched sweep's chains (chain ids in `chains`),
- * arriving in (step, chain) order as the parent's /observables and stream give them. Each step is
- * one row (x: step, and chain 0's t_wall); chain c's value of key k is in column chainKey(k, c),
- * NaN until that chain's record of the step arrives. Older steps are ignored.
+ * new ChainRecords(keys, chains, replicas = 0): the records of a batched sweep's chains (chain ids
+ * in `chains`), arriving in (step, chain) order as the parent's /observables and stream give them.
+ * Each step is one row (x: step, and chain 0's t_wall); chain c's value of key k is in column
+ * chainKey(k, c), NaN until that chain's record of the step arrives. Older steps are ignored.
+ * With replicas = K (replica exchange), column chainKey('walk', r) holds the temperature replica r
+ * sits at: the T of the chain whose record names it (its walk through the temperature ladder).
  */
 export class ChainRecords extends Records {
-  constructor(keys, chains) {
-    super(chains.flatMap((c) => keys.map((k) => chainKey(k, c))));
+  constructor(keys, chains, replicas = 0) {
+    const walk = Array.from({ length: replicas }, (_, r) => chainKey('walk', r));
+    super([...chains.flatMap((c) => keys.map((k) => chainKey(k, c))), ...walk]);
     this.base = keys;
+    this.replicas = replicas;
   }
   push(rec) {
     if (!(rec.step >= this.lastStep)) return false;
@@ -115,6 +119,10 @@ export class ChainRecords extends Records {
       const col = this.cols[chainKey(k, rec.chain)];
       if (col) col[this.n - 1] = rec[k] == null ? NaN : +rec[k];
     }
+    if (this.replicas && rec.replica != null && rec.T != null) {
+      const col = this.cols[chainKey('walk', +rec.replica)];
+      if (col) col[this.n - 1] = +rec.T;
+    }
     this.version++;
     return true;
   }
@@ -122,7 +130,8 @@ export class ChainRecords extends Records {
   pushCsv(text) {
     const lines = text.split('\n');
     const head = lines[0].split(',');
-    const want = ['step', 't_wall', 'chain', ...this.base].map((k) => [k, head.indexOf(k)]).filter(([, i]) => i >= 0);
+    const extra = this.replicas ? ['replica', 'T'] : [];
+    const want = ['step', 't_wall', 'chain', ...this.base, ...extra].map((k) => [k, head.indexOf(k)]).filter(([, i]) => i >= 0);
     let added = 0;
     for (let li = 1; li < lines.length; li++) {
       if (!lines[li]) continue;

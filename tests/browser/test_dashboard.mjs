@@ -8,7 +8,7 @@
 // points until it finishes (summary, checkpoints, samples); follow a running job with an API token
 // set (the fetch-based stream, Authorization header on every request); cancel that job from the
 // jobs page; a failed job's error; a sweep's plots against T; a batched sweep's page (every chain
-// on one plot with a legend per T, the exchange acceptance per pair) and the submit form's batched
+// on one plot with a legend per T, the exchange acceptance per pair, each replica's walk) and the submit form's batched
 // controls; 100 000 records decimated in the plots. Screenshots go to $BROWSER_SHOTS (else
 // $OUT/browser-shots, else SOURCE_DIR/build/browser-shots). Any console error or uncaught page error fails the test, except the network
 // line Chromium logs for the 400 the validation step provokes on purpose. Prints "N passed, N failed".
@@ -345,6 +345,11 @@ try {
       assert(cell === `${(100 * ex[k].acceptance).toFixed(1)}%`, `pair ${k}: table says ${cell}, the API ${ex[k].acceptance}`);
     }
     await waitFor('means against T', async () => Number(await page.locator('.plot[data-plot="T-energy"]').getAttribute('data-points')) === batchedT.length);
+    // each replica's walk through the ladder: one series per replica, every recorded step
+    const walk = page.locator('.plot[data-plot="replica-walk"]');
+    await waitFor('the replica walk', async () => Number(await walk.getAttribute('data-points')) === 101);
+    const walkLegend = (await walk.locator('.u-legend .u-series').allInnerTexts()).join(' | ').toLowerCase(); // the legend is styled upper-case
+    for (let r = 0; r < batchedT.length; r++) assert(walkLegend.includes(`replica ${r}`), `no walk of replica ${r}: ${walkLegend}`);
     await shot('09-batched-sweep');
   });
 
