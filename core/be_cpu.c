@@ -79,7 +79,7 @@ static void cpu_add_noise(be_ctx *c, float *x, float a, const float *s, float s_
 {
     for (int64_t i = 0; i < count; i++) {
         float sd = s ? s[i] : s_const;
-        x[i] = a * x[i] + sd * (float)rng_normal(&c->noise);
+        x[i] = a * x[i] + sd * (float)rng_normal_zig(&c->noise);
     }
 }
 
