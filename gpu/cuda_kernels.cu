@@ -195,13 +195,19 @@ void k_add_double(cudaStream_t st, double *acc, const float *v, int64_t count)
 
 /* ---- sampler updates ---- */
 
-__global__ static void axpy_kernel(float *y, float a, const float *x, const float *v, int64_t count)
+/* y += a x (* v), grid-stride over blockIdx.x (shared by the single and the group kernel). */
+__device__ static void axpy_span(float *y, float a, const float *x, const float *v, int64_t count)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
         float t = __fmul_rn(a, x[i]);
         if (v) t = __fmul_rn(t, v[i]);
         y[i] = __fadd_rn(y[i], t);
     }
+}
+
+__global__ static void axpy_kernel(float *y, float a, const float *x, const float *v, int64_t count)
+{
+    axpy_span(y, a, x, v, count);
 }
 
 void k_axpy(cudaStream_t st, float *y, float a, const float *x, const float *v, int64_t count)
@@ -221,13 +227,8 @@ static dim3 group_grid(int64_t per_chain_blocks, int32_t m)
 __global__ static void axpy_group_kernel(float *const *y, float a, const float *const *x, const float *const *v,
                                          int64_t count)
 {
-    float *yk = y[blockIdx.y];
-    const float *xk = x[blockIdx.y], *vk = v ? v[blockIdx.y] : NULL;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
-        float t = __fmul_rn(a, xk[i]);
-        if (vk) t = __fmul_rn(t, vk[i]);
-        yk[i] = __fadd_rn(yk[i], t);
-    }
+    const int k = blockIdx.y;
+    axpy_span(y[k], a, x[k], v ? v[k] : NULL, count);
 }
 
 void k_axpy_group(cudaStream_t st, float *const *y, float a, const float *const *x, const float *const *v, int32_t m,
@@ -260,9 +261,10 @@ void k_fill(cudaStream_t st, float *x, float v, int64_t count)
 
 /* Thread t owns components 4t..4t+3 and draws them with one curand_normal4 from Philox at
  * subsequence t, position ctr: the normal of component i in call ctr depends only on (key, i,
- * ctr), never on the launch shape. */
-__global__ static void noise_kernel(float *out, float a, const float *in, const float *sd, float s_const,
-                                    int64_t count, uint64_t key, uint64_t ctr)
+ * ctr), never on the launch shape (grid-stride over blockIdx.x; shared by the single and the
+ * group kernel, so a chain's noise is the same bits either way). */
+__device__ static void noise_span(float *out, float a, const float *in, const float *sd, float s_const,
+                                  int64_t count, uint64_t key, uint64_t ctr)
 {
     const int64_t groups = (count + 3) / 4;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < groups; t += (int64_t)gridDim.x * blockDim.x) {
@@ -279,34 +281,25 @@ __global__ static void noise_kernel(float *out, float a, const float *in, const 
     }
 }
 
+__global__ static void noise_kernel(float *out, float a, const float *in, const float *sd, float s_const,
+                                    int64_t count, uint64_t key, uint64_t ctr)
+{
+    noise_span(out, a, in, sd, s_const, count, key, ctr);
+}
+
 void k_noise(cudaStream_t st, float *out, float a, const float *in, const float *sd, float s_const, int64_t count,
              uint64_t key, uint64_t ctr)
 {
     noise_kernel<<<blocks_for((count + 3) / 4, THREADS), THREADS, 0, st>>>(out, a, in, sd, s_const, count, key, ctr);
 }
 
-/* x[k] = a x[k] + s_k xi for every chain k, xi from chain k's Philox (key[k], counter ctr[k]) drawn
- * exactly as noise_kernel draws it; s_k = sd[k][i] (sd non-NULL) or s_const[k]. */
+/* x[k] = a x[k] + s_k xi for every chain k (grid.y), xi from chain k's Philox (key[k], counter
+ * ctr[k]) exactly as noise_kernel draws it; s_k = sd[k][i] (sd non-NULL) or s_const[k]. */
 __global__ static void noise_group_kernel(float *const *x, float a, const float *const *sd, const float *s_const,
                                           const uint64_t *key, const uint64_t *ctr, int64_t count)
 {
     const int k = blockIdx.y;
-    float *out = x[k];
-    const float *sdk = sd ? sd[k] : NULL;
-    const float sc = s_const ? s_const[k] : 0.0f;
-    const int64_t groups = (count + 3) / 4;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < groups; t += (int64_t)gridDim.x * blockDim.x) {
-        curandStatePhilox4_32_10_t s;
-        curand_init(key[k], (unsigned long long)t, 4ull * ctr[k], &s);
-        float4 xi = curand_normal4(&s);
-        const float z[4] = {xi.x, xi.y, xi.z, xi.w};
-        for (int j = 0; j < 4; j++) {
-            int64_t i = 4 * t + j;
-            if (i >= count) break;
-            float s_i = sdk ? sdk[i] : sc;
-            out[i] = __fadd_rn(__fmul_rn(a, out[i]), __fmul_rn(s_i, z[j]));
-        }
-    }
+    noise_span(x[k], a, x[k], sd ? sd[k] : NULL, s_const ? s_const[k] : 0.0f, count, key[k], ctr[k]);
 }
 
 void k_noise_group(cudaStream_t st, float *const *x, float a, const float *const *sd, const float *s_const,
@@ -333,7 +326,9 @@ __device__ static void block_reduce(double *ss, double *sm, double s, double m)
     }
 }
 
-__global__ static void reduce_pass1(const float *x, const float *y, const float *v, int64_t count, double *partial)
+/* First pass of one vector's reduction: this block's sum and max of q_i into partial[blockIdx.x]
+ * and partial[CU_RED_BLOCKS + blockIdx.x] (shared by the single and the group kernel). */
+__device__ static void reduce_span(const float *x, const float *y, const float *v, int64_t count, double *partial)
 {
     __shared__ double ss[THREADS], sm[THREADS];
     double s = 0.0, m = 0.0;
@@ -351,6 +346,11 @@ __global__ static void reduce_pass1(const float *x, const float *y, const float 
     }
     block_reduce(ss, sm, s, m);
     if (threadIdx.x == 0) partial[blockIdx.x] = ss[0], partial[CU_RED_BLOCKS + blockIdx.x] = sm[0];
+}
+
+__global__ static void reduce_pass1(const float *x, const float *y, const float *v, int64_t count, double *partial)
+{
+    reduce_span(x, y, v, count, partial);
 }
 
 /* The second pass of one vector's partials: out[0] the sum, out[1] the max. */
@@ -381,19 +381,8 @@ void k_reduce(cudaStream_t st, const float *x, const float *y, const float *v, i
  * k_reduce does for one vector (partial: 2 CU_RED_BLOCKS doubles per chain). */
 __global__ static void reduce_group_pass1(const float *const *x, const float *const *v, int64_t count, double *partial)
 {
-    __shared__ double ss[THREADS], sm[THREADS];
     const int k = blockIdx.y;
-    const float *xk = x[k], *vk = v ? v[k] : NULL;
-    double s = 0.0, m = 0.0;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
-        double q = __dmul_rn((double)xk[i], (double)xk[i]);
-        if (vk) q = __dmul_rn(q, (double)vk[i]);
-        s += q;
-        m = max_nan(m, q);
-    }
-    block_reduce(ss, sm, s, m);
-    double *pk = partial + (size_t)k * 2 * CU_RED_BLOCKS;
-    if (threadIdx.x == 0) pk[blockIdx.x] = ss[0], pk[CU_RED_BLOCKS + blockIdx.x] = sm[0];
+    reduce_span(x[k], NULL, v ? v[k] : NULL, count, partial + (size_t)k * 2 * CU_RED_BLOCKS);
 }
 
 __global__ static void reduce_group_pass2(const double *partial, int nblocks, double *out)

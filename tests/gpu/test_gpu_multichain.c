@@ -55,6 +55,26 @@ static double dist(const float *x, const float *y, int64_t n)
     return sqrt(s);
 }
 
+/* Run the started group g (handles b) to STEPS and compare every chain with the same chain run
+ * alone from w0: equal up to float32 drift, |w_group - w_alone| <= 1e-3 of the distance travelled. */
+static void advance_and_compare_alone(const gt_problem *p, be *b, mc_group *g, const float *w0, const char *mode)
+{
+    bz_err e;
+    cr_assert_eq(mc_advance(g, STEPS, NULL, &e), 0, "%s", e.msg);
+    for (int k = 0; k < K; k++) {
+        cr_assert_eq(b[k].ops->sync(b[k].ctx, &e), 0, "%s", e.msg);
+        float *wb = gt_fetch(&b[k], g->chains[k].w, p->a.n);
+        float *wa = run_alone(p, k, w0);
+        double travelled = dist(wa, w0, p->a.n), apart = dist(wb, wa, p->a.n);
+        cr_log_info("chain %d: %s vs alone %.3g, travelled %.3g", k, mode, apart, travelled);
+        cr_assert(travelled > 0, "chain %d did not move", k);
+        cr_assert(apart <= 1e-3 * travelled, "chain %d: %s and alone differ by %.3g (travelled %.3g)", k, mode, apart,
+                  travelled);
+        free(wa);
+        free(wb);
+    }
+}
+
 /* A started group of K chains of `json` on K CUDA handles (one per chain), from He weights. */
 typedef struct gpu_group {
     gt_problem p;
@@ -88,24 +108,7 @@ Test(gpu_multichain, batched_matches_unbatched_within_float32_drift)
     GPU_REQUIRE();
     gpu_group x;
     group_open(&x, SPEC_HEAD "}");
-    const gt_problem *p = &x.p;
-    be *b = x.b;
-    mc_group *g = x.g;
-    const float *w0 = x.w0;
-    bz_err e;
-    cr_assert_eq(mc_advance(g, STEPS, NULL, &e), 0, "%s", e.msg);
-    for (int k = 0; k < K; k++) {
-        cr_assert_eq(b[k].ops->sync(b[k].ctx, &e), 0, "%s", e.msg);
-        float *wb = gt_fetch(&b[k], g->chains[k].w, p->a.n);
-        float *wa = run_alone(p, k, w0);
-        double travelled = dist(wa, w0, p->a.n), apart = dist(wb, wa, p->a.n);
-        cr_log_info("chain %d: batched vs alone %.3g, travelled %.3g", k, apart, travelled);
-        cr_assert(travelled > 0, "chain %d did not move", k);
-        cr_assert(apart <= 1e-3 * travelled, "chain %d: batched and alone differ by %.3g (travelled %.3g)", k, apart,
-                  travelled);
-        free(wa);
-        free(wb);
-    }
+    advance_and_compare_alone(&x.p, x.b, x.g, x.w0, "batched");
     group_close(&x);
 }
 
@@ -273,19 +276,7 @@ Test(gpu_multichain, lockstep_group_matches_unbatched_within_float32_drift)
     cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
     cr_assert(g->group_grad, "a CUDA group computes its gradients in one call");
     cr_assert_eq(mc_start(g, w0, &e), 0, "%s", e.msg);
-    cr_assert_eq(mc_advance(g, STEPS, NULL, &e), 0, "%s", e.msg);
-    for (int k = 0; k < K; k++) {
-        cr_assert_eq(b[k].ops->sync(b[k].ctx, &e), 0, "%s", e.msg);
-        float *wb = gt_fetch(&b[k], g->chains[k].w, p.a.n);
-        float *wa = run_alone(&p, k, w0);
-        double travelled = dist(wa, w0, p.a.n), apart = dist(wb, wa, p.a.n);
-        cr_log_info("chain %d: lockstep vs alone %.3g, travelled %.3g", k, apart, travelled);
-        cr_assert(travelled > 0, "chain %d did not move", k);
-        cr_assert(apart <= 1e-3 * travelled, "chain %d: lockstep and alone differ by %.3g (travelled %.3g)", k, apart,
-                  travelled);
-        free(wa);
-        free(wb);
-    }
+    advance_and_compare_alone(&p, b, g, w0, "lockstep");
     mc_destroy(g);
     free(g);
     for (int k = 0; k < K; k++) be_destroy(&b[k]);
