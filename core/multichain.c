@@ -220,7 +220,7 @@ static int32_t running_chains(const mc_group *g, int64_t target, int32_t *run)
 static int lockstep_round(mc_group *g, const int32_t *run, int32_t m, bz_err *e)
 {
     bz_err err[MC_MAX_CHAINS];
-    smp_batch b = {.m = m, .group_ops = g->group_grad, .err = err};
+    smp_batch b = {.m = m, .group_ops = g->group_grad, .lead = g->chains[0].b, .err = err};
     for (int32_t i = 0; i < m; i++) b.c[i] = &g->chains[run[i]];
     const smp_vtable *vt = b.c[0]->vt;
     const double t0 = smp_now();

@@ -111,6 +111,7 @@ void smp_batch_one(smp_batch *b, smp_chain *c, bz_err *e)
     b->c[0] = c;
     b->m = 1;
     b->group_ops = false;
+    b->lead = c->b;
     b->rc[0] = 0;
     b->err = e;
 }
@@ -128,7 +129,7 @@ int smp_batch_status(const smp_batch *b)
     return 0;
 }
 
-static be *batch_lead(const smp_batch *b) { return b->c[0]->b; }
+static be *batch_lead(const smp_batch *b) { return b->lead ? b->lead : b->c[0]->b; }
 
 void smp_batch_add_noise(smp_batch *b, float *const *x, float a, const float *const *s, const float *s_const)
 {

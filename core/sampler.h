@@ -76,7 +76,9 @@ struct smp_chain {
 struct smp_batch {
     smp_chain *c[SMP_BATCH_MAX];
     int32_t m;
-    bool group_ops;               /* the chains' handles are one group: use c[0]'s *_group ops */
+    bool group_ops;               /* the chains' handles are one group: use lead's *_group ops */
+    be *lead;                     /* the group's first handle (it may belong to no chain of the
+                                     batch: chain 0 can be done while others still step) */
     int rc[SMP_BATCH_MAX];        /* per chain: 0, or the code of its failure (err[k]) */
     bz_err *err;                  /* m entries, the caller's */
 };

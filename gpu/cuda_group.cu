@@ -66,9 +66,12 @@ struct cu_group {
     float *delta[NN_MAX_LAYERS + 1];         /* (rows, N_l), l >= 1 */
     double *row_loss;                        /* (rows) */
     int32_t *row_wrong;                      /* (rows) */
-    int32_t *d_idx, *h_idx;                  /* (rows) the chains' index lists in a row; h_idx pinned */
-    cudaEvent_t idx_ev;                      /* h_idx is free again once the copy has run */
-    bool idx_ev_used;
+    int32_t *d_idx;                          /* (rows) the chains' index lists, one after the other */
+    int32_t *h_idx;                          /* pinned (CU_IDX_RING, rows): staging, a ring so the
+                                                host may run a few steps ahead of the device */
+    cudaEvent_t idx_ev[CU_IDX_RING];         /* slot s is free again once its copy has run */
+    bool idx_ev_used[CU_IDX_RING];
+    int idx_pos;
     void **d_ptr, **h_ptr;                   /* GP_KINDS (L+1) K pointers; h_ptr pinned */
     int32_t key_m, key_B;                    /* the chains the arrays were built for */
     const float *key_w[CU_GROUP_MAX];
@@ -160,12 +163,16 @@ static bool refresh_ptrs(be_ctx *c, cu_group *G, int32_t m, int32_t B, const flo
 /* The m index lists, one after the other, to the device through pinned memory. */
 static bool stage_group_indices(be_ctx *c, cu_group *G, int32_t m, const int32_t *const *idx, int32_t B)
 {
-    if (G->idx_ev_used && !CK(c, cudaEventSynchronize(G->idx_ev))) return false;
-    for (int32_t k = 0; k < m; k++) memcpy(G->h_idx + (size_t)k * B, idx[k], sizeof(int32_t) * (size_t)B);
-    if (!CK(c, cudaMemcpyAsync(G->d_idx, G->h_idx, sizeof(int32_t) * (size_t)m * B, cudaMemcpyHostToDevice, c->st)))
+    const int slot = G->idx_pos;
+    G->idx_pos = (G->idx_pos + 1) % CU_IDX_RING;
+    if (G->idx_ev_used[slot] && !CK(c, cudaEventSynchronize(G->idx_ev[slot]))) return false;
+    int32_t *h = G->h_idx + (size_t)slot * G->rows;
+    for (int32_t k = 0; k < m; k++) memcpy(h + (size_t)k * B, idx[k], sizeof(int32_t) * (size_t)B);
+    /* d_idx is one buffer: this copy is queued after the kernels of the previous pass read it */
+    if (!CK(c, cudaMemcpyAsync(G->d_idx, h, sizeof(int32_t) * (size_t)m * B, cudaMemcpyHostToDevice, c->st)))
         return false;
-    G->idx_ev_used = true;
-    return CK(c, cudaEventRecord(G->idx_ev, c->st));
+    G->idx_ev_used[slot] = true;
+    return CK(c, cudaEventRecord(G->idx_ev[slot], c->st));
 }
 
 /* ---- the batched pass ---- */
@@ -253,7 +260,10 @@ static bool group_args_ok(be_ctx *c, int32_t m, int32_t B)
 void cu_grad_batch_group(be_ctx *c, int32_t m, const float *const *w, const int32_t *const *idx, int32_t B,
                          float *const *g)
 {
-    if (!cu_enter(c) || !group_args_ok(c, m, B)) return;
+    if (!cu_enter(c) || !group_args_ok(c, m, B)) {
+        if (c->grp) share_error(c, c->grp);
+        return;
+    }
     cu_group *G = c->grp;
     const nn_arch *a = &c->arch;
     if (stage_group_indices(c, G, m, idx, B) && refresh_ptrs(c, G, m, B, w, g)) {
@@ -339,7 +349,10 @@ static bool group_op_ok(be_ctx *c, int32_t m, int64_t count)
 void cu_add_noise_group(be_ctx *c, int32_t m, be_ctx *const *mem, float *const *x, float a, const float *const *s,
                         const float *s_const, int64_t count)
 {
-    if (!cu_enter(c) || !group_op_ok(c, m, count)) return;
+    if (!cu_enter(c) || !group_op_ok(c, m, count)) {
+        if (c->grp) share_error(c, c->grp);
+        return;
+    }
     cu_group *G = c->grp;
     const void *const *lists[2] = {(const void *const *)x, (const void *const *)s};
     void **d = pset_find(c, G, m, s ? 2 : 1, lists);
@@ -364,7 +377,10 @@ void cu_add_noise_group(be_ctx *c, int32_t m, be_ctx *const *mem, float *const *
 void cu_axpy_group(be_ctx *c, int32_t m, float *const *y, float a, const float *const *x, const float *const *v,
                    int64_t count)
 {
-    if (!cu_enter(c) || !group_op_ok(c, m, count)) return;
+    if (!cu_enter(c) || !group_op_ok(c, m, count)) {
+        if (c->grp) share_error(c, c->grp);
+        return;
+    }
     cu_group *G = c->grp;
     const void *const *lists[3] = {(const void *const *)y, (const void *const *)x, (const void *const *)v};
     void **d = pset_find(c, G, m, v ? 3 : 2, lists);
@@ -437,7 +453,8 @@ void cu_group_free(be_ctx *owner)
     if (G->d_ptr) cudaFree(G->d_ptr);
     if (G->h_idx) cudaFreeHost(G->h_idx);
     if (G->h_ptr) cudaFreeHost(G->h_ptr);
-    if (G->idx_ev) cudaEventDestroy(G->idx_ev);
+    for (int i = 0; i < CU_IDX_RING; i++)
+        if (G->idx_ev[i]) cudaEventDestroy(G->idx_ev[i]);
     if (G->d_pset) cudaFree(G->d_pset);
     if (G->h_pset) cudaFreeHost(G->h_pset);
     if (G->d_scal) cudaFree(G->d_scal);
@@ -480,7 +497,9 @@ static bool group_ops_alloc(be_ctx *c, cu_group *G)
               CK(c, cudaMalloc((void **)&G->partial_g, sizeof(double) * 2 * CU_RED_BLOCKS * K)) &&
               CK(c, cudaMalloc((void **)&G->d_lagg, sizeof(double) * 2 * CU_LAG_SLOTS * K)) &&
               CK(c, cudaMallocHost((void **)&G->h_lagg, sizeof(double) * 2 * CU_LAG_SLOTS * K));
-    for (int i = 0; ok && i < CU_IDX_RING; i++) ok = CK(c, cudaEventCreateWithFlags(&G->scal_ev[i], cudaEventDisableTiming));
+    for (int i = 0; ok && i < CU_IDX_RING; i++)
+        ok = CK(c, cudaEventCreateWithFlags(&G->scal_ev[i], cudaEventDisableTiming)) &&
+             CK(c, cudaEventCreateWithFlags(&G->idx_ev[i], cudaEventDisableTiming));
     for (int i = 0; ok && i < CU_LAG_SLOTS; i++) ok = CK(c, cudaEventCreateWithFlags(&G->lagg_ev[i], cudaEventDisableTiming));
     return ok;
 }
@@ -497,15 +516,16 @@ static bool group_alloc(be_ctx *c, cu_group *G)
            CK(c, cudaMalloc((void **)&G->row_wrong, sizeof(int32_t) * rows)) &&
            CK(c, cudaMalloc((void **)&G->d_idx, sizeof(int32_t) * rows)) &&
            CK(c, cudaMalloc((void **)&G->d_ptr, sizeof(void *) * nptr)) &&
-           CK(c, cudaMallocHost((void **)&G->h_idx, sizeof(int32_t) * rows)) &&
+           CK(c, cudaMallocHost((void **)&G->h_idx, sizeof(int32_t) * rows * CU_IDX_RING)) &&
            CK(c, cudaMallocHost((void **)&G->h_ptr, sizeof(void *) * nptr)) &&
-           CK(c, cudaEventCreateWithFlags(&G->idx_ev, cudaEventDisableTiming)) && group_ops_alloc(c, G);
+           group_ops_alloc(c, G);
 }
 
 /* A sibling of owner: a copy sharing the owner's stream, cuBLAS, data and workspace, with its
  * own per-handle resources. */
-static be_ctx *sibling_new(be_ctx *owner)
+static be_ctx *sibling_new(be_ctx *owner, char *why, size_t len)
 {
+    snprintf(why, len, "out of memory");
     be_ctx *s = (be_ctx *)malloc(sizeof *s);
     if (!s) return NULL;
     memcpy(s, owner, sizeof *s);
@@ -524,6 +544,7 @@ static be_ctx *sibling_new(be_ctx *owner)
               CK(s, cudaMalloc((void **)&s->d_idx, sizeof(int32_t) * (size_t)s->max_batch)) &&
               CK(s, cudaMallocHost((void **)&s->h_idx_ring, sizeof(int32_t) * CU_IDX_RING * (size_t)s->max_batch));
     if (!ok) {
+        if (s->err) snprintf(why, len, "%s", s->msg);
         cu_ctx_destroy(s);
         return NULL;
     }
@@ -568,10 +589,10 @@ int be_cuda_network_group(be *out, int32_t K, const nn_arch *a, const ds_data *d
                          c->msg);
     }
     for (int32_t k = 1; k < K && !rc; k++) {
-        be_ctx *s = sibling_new(c);
+        char why[400];
+        be_ctx *s = sibling_new(c, why, sizeof why);
         if (!s) {
-            rc = bz_fail(e, BZ_EBACKEND, "backend", "CUDA backend: cannot open chain %d of a group: %s", (int)k,
-                         c->err ? c->msg : "out of memory");
+            rc = bz_fail(e, BZ_EBACKEND, "backend", "CUDA backend: cannot open chain %d of a group: %s", (int)k, why);
             break;
         }
         G->member[k] = s;

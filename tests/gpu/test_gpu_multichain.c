@@ -13,7 +13,8 @@
  * batched GEMMs for all chains): grad_batch_group's K gradients against K grad_batch calls on a
  * separate handle (relative L2 below 1e-5: only the GEMMs' summation order differs), for every
  * subset size m <= K; the elementwise group ops (noise, axpy, the guard's lagged max) against
- * the single ops bit for bit; and a lockstep run against each chain alone, as above. Destroying
+ * the single ops bit for bit; and a lockstep run (chain 0 five steps ahead at first, so the
+ * first rounds batch the other chains only) against each chain alone, as above. Destroying
  * the group's handles owner first must leave the siblings working. */
 #include <math.h>
 #include <stdlib.h>
@@ -257,6 +258,10 @@ Test(gpu_multichain, group_ops_match_single_ops)
         cr_assert_eq(mx[k], single_max, "chain %d: lagged group max %.17g, single %.17g", k, mx[k], single_max);
         free(x), free(y);
     }
+    for (int k = 0; k < K; k++) {
+        float *bufs[3] = {xg[k], sg[k], vg[k]}, *abufs[3] = {xa[k], sa[k], va[k]};
+        for (int j = 0; j < 3; j++) grp[k].ops->release(grp[k].ctx, bufs[j]), alone.ops->release(alone.ctx, abufs[j]);
+    }
     for (int k = K - 1; k >= 0; k--) be_destroy(&grp[k]); /* siblings first, the owner last */
     be_destroy(&alone);
     gt_problem_free(&p);
@@ -276,6 +281,9 @@ Test(gpu_multichain, lockstep_group_matches_unbatched_within_float32_drift)
     cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
     cr_assert(g->group_grad, "a CUDA group computes its gradients in one call");
     cr_assert_eq(mc_start(g, w0, &e), 0, "%s", e.msg);
+    /* chain 0 runs ahead (as after a resume from a stop mid-block): the first lockstep rounds
+     * batch chains 1 and 2 only, through the group's first handle, which steps no chain then */
+    for (int s = 0; s < 5; s++) cr_assert_eq(smp_chain_step(&g->chains[0], &e), 0, "%s", e.msg);
     advance_and_compare_alone(&p, b, g, w0, "lockstep");
     mc_destroy(g);
     free(g);
