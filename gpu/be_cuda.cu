@@ -88,9 +88,24 @@ static float *cu_alloc(be_ctx *c, int64_t count)
     return (float *)p;
 }
 
+static void graph_slot_clear(cu_graph_slot *g);
+
+/* State keyed by a buffer's address must not outlive the buffer: a later allocation may get the
+ * same address (a chain destroyed and another created on this handle), and would then inherit
+ * the old chain's lagged z_max or gradient graph. */
+static void forget_buffer(be_ctx *c, const float *buf)
+{
+    if (buf == c->lag_x || buf == c->lag_v) c->lag_x = c->lag_v = NULL, c->lag_calls = 0;
+    for (int i = 0; i < CU_GRAPH_SLOTS; i++)
+        if (c->graphs[i].w == buf || c->graphs[i].g == buf) graph_slot_clear(&c->graphs[i]);
+    be_ctx *owner = c->owner ? c->owner : c;
+    if (owner->grp) cu_group_forget_buffer(owner, buf);
+}
+
 static void cu_release(be_ctx *c, float *buf)
 {
     if (!buf || cudaSetDevice(c->device) != cudaSuccess) return;
+    forget_buffer(c, buf);
     cudaFree(buf); /* waits for pending work on buf; a failure here is already sticky elsewhere */
 }
 
@@ -457,8 +472,8 @@ static void free_shared(be_ctx *c)
     free_dev(c->d_idx_big);
     free_dev(c->train.x), free_dev(c->train.y), free_dev(c->test.x), free_dev(c->test.y);
     free_dev(c->val.x), free_dev(c->val.y);
+    if (c->blas) cublasDestroy(c->blas); /* before its workspace */
     free_dev(c->blas_ws);
-    if (c->blas) cublasDestroy(c->blas);
     if (c->st) cudaStreamDestroy(c->st);
 }
 
@@ -470,7 +485,12 @@ void cu_ctx_destroy(be_ctx *c)
     be_ctx *owner = c->owner ? c->owner : c;
     const bool ready = cudaSetDevice(c->device) == cudaSuccess;
     if (ready && owner->st) cudaStreamSynchronize(owner->st);
-    if (ready) cu_handle_free(c);
+    if (ready) {
+        cu_handle_free(c);
+    } else { /* the device parts are lost with the device; the host parts are ours */
+        free(c->host_moments);
+        free(c->host_w);
+    }
     cu_handle_clear(c);
     if (c->owner) {
         cu_group_forget(owner, c);

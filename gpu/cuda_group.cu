@@ -477,6 +477,16 @@ void cu_group_forget(be_ctx *owner, be_ctx *member)
         if (G->member[k] == member) G->member[k] = NULL;
 }
 
+void cu_group_forget_buffer(be_ctx *owner, const float *buf)
+{
+    cu_group *G = owner->grp;
+    for (int32_t k = 0; k < 2 * G->lagg_m; k++)
+        if (G->lagg_key[k] == (const void *)buf) {
+            G->lagg_m = 0, G->lagg_calls = 0; /* the next lagged call starts afresh */
+            return;
+        }
+}
+
 /* Device bytes of the batched pass's workspace for K chains. */
 static int64_t group_workspace_bytes(const nn_arch *a, int32_t K, int32_t max_batch)
 {

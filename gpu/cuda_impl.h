@@ -202,6 +202,10 @@ void cu_axpy_group(be_ctx *c, int32_t m, float *const *y, float a, const float *
 int cu_sq_max_lagged_group(be_ctx *c, int32_t m, be_ctx *const *mem, const float *const *x, const float *const *v,
                            int64_t count, double *max);
 void cu_group_free(be_ctx *owner);
+/* A buffer of the group is being freed: lagged values keyed by its address start afresh. (The
+ * pointer arrays cached for the batched pass and the group ops need no reset: they are used
+ * only for lists of live buffers with exactly these addresses.) */
+void cu_group_forget_buffer(be_ctx *owner, const float *buf);
 /* A sibling is going: the group no longer shares errors with it. */
 void cu_group_forget(be_ctx *owner, be_ctx *member);
 
