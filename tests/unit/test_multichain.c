@@ -1132,6 +1132,21 @@ static void check_resume(sampler_method m)
               "each chain's own step comes back");
     finish_and_compare(g, dir, "b2", ref, first, 0, w_ref, ref_g, "stopped mid-block");
 
+    /* (f) the same stop mid-block (chains at 80/74/70), resumed in lockstep (pl, sgld): the first
+     * rounds batch only the chains still behind, chain 0 waits at the block's end. */
+    if (m != SM_HMC) {
+        g = group_fresh(&j, 1);
+        first = log_new(dir, "f");
+        first->stop_after_calls = 31 * 7 + 1 + 10 + 4;
+        sink = group_sink(first);
+        cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
+        group_free(g);
+        g = group_loaded(&j, first->final_path, 1);
+        cr_assert(g->chains[0].step == 80 && g->chains[1].step == 74 && g->chains[2].step == 70);
+        cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+        finish_and_compare(g, dir, "f2", ref, first, 0, w_ref, ref_g, "stopped mid-block, resumed in lockstep");
+    }
+
     /* (d) stopped inside the first block: chain 0 four steps in, chains 1 and 2 still at step
      * 0 (polls: 1 in mc_run, then one before each step of chain 0). The resumed run must not
      * write step-0 records again (regression: it did while the smallest step was 0). */
