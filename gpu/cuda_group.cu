@@ -439,33 +439,34 @@ int cu_sq_max_lagged_group(be_ctx *c, int32_t m, be_ctx *const *mem, const float
 
 /* ---- opening and closing a group ---- */
 
+static void dev_free(void *p)
+{
+    if (p) cudaFree(p);
+}
+
+static void host_free(void *p)
+{
+    if (p) cudaFreeHost(p);
+}
+
+static void events_destroy(cudaEvent_t *ev, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (ev[i]) cudaEventDestroy(ev[i]);
+}
+
 void cu_group_free(be_ctx *owner)
 {
     cu_group *G = owner->grp;
     if (!G) return;
-    for (int l = 0; l <= NN_MAX_LAYERS; l++) {
-        if (G->act[l]) cudaFree(G->act[l]);
-        if (G->delta[l]) cudaFree(G->delta[l]);
-    }
-    if (G->row_loss) cudaFree(G->row_loss);
-    if (G->row_wrong) cudaFree(G->row_wrong);
-    if (G->d_idx) cudaFree(G->d_idx);
-    if (G->d_ptr) cudaFree(G->d_ptr);
-    if (G->h_idx) cudaFreeHost(G->h_idx);
-    if (G->h_ptr) cudaFreeHost(G->h_ptr);
-    for (int i = 0; i < CU_IDX_RING; i++)
-        if (G->idx_ev[i]) cudaEventDestroy(G->idx_ev[i]);
-    if (G->d_pset) cudaFree(G->d_pset);
-    if (G->h_pset) cudaFreeHost(G->h_pset);
-    if (G->d_scal) cudaFree(G->d_scal);
-    if (G->h_scal) cudaFreeHost(G->h_scal);
-    if (G->partial_g) cudaFree(G->partial_g);
-    if (G->d_lagg) cudaFree(G->d_lagg);
-    if (G->h_lagg) cudaFreeHost(G->h_lagg);
-    for (int i = 0; i < CU_IDX_RING; i++)
-        if (G->scal_ev[i]) cudaEventDestroy(G->scal_ev[i]);
-    for (int i = 0; i < CU_LAG_SLOTS; i++)
-        if (G->lagg_ev[i]) cudaEventDestroy(G->lagg_ev[i]);
+    for (int l = 0; l <= NN_MAX_LAYERS; l++) dev_free(G->act[l]), dev_free(G->delta[l]);
+    void *dev[] = {G->row_loss, G->row_wrong, G->d_idx, G->d_ptr, G->d_pset, G->d_scal, G->partial_g, G->d_lagg};
+    for (size_t k = 0; k < sizeof dev / sizeof dev[0]; k++) dev_free(dev[k]);
+    void *host[] = {G->h_idx, G->h_ptr, G->h_pset, G->h_scal, G->h_lagg};
+    for (size_t k = 0; k < sizeof host / sizeof host[0]; k++) host_free(host[k]);
+    events_destroy(G->idx_ev, CU_IDX_RING);
+    events_destroy(G->scal_ev, CU_IDX_RING);
+    events_destroy(G->lagg_ev, CU_LAG_SLOTS);
     free(G);
     owner->grp = NULL;
 }

@@ -1067,6 +1067,35 @@ static void finish_and_compare(mc_group *g, const char *dir, const char *tag, co
     log_free(second);
 }
 
+/* A fresh group of j (one thread; in lockstep when asked) run until its sink's poll number
+ * `polls` says stop; asserts where each chain stopped (steps[k]) and returns the interrupted
+ * run's log (its final checkpoint at first->final_path). */
+static run_log *stopped_run(net_job *j, const char *dir, const char *tag, int64_t polls, bool lockstep,
+                            const int64_t *steps)
+{
+    bz_err e;
+    mc_group *g = group_fresh(j, 1);
+    if (lockstep) cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+    run_log *first = log_new(dir, tag);
+    first->stop_after_calls = polls;
+    mc_sink sink = group_sink(first);
+    cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
+    for (int32_t k = 0; k < NET_K; k++)
+        cr_assert_eq(g->chains[k].step, steps[k], "%s: chain %d stopped at step %lld, not %lld", tag, k,
+                     (long long)g->chains[k].step, (long long)steps[k]);
+    group_free(g);
+    return first;
+}
+
+/* Its final checkpoint loaded into a new group (threads, or lockstep). */
+static mc_group *resumed_group(net_job *j, const run_log *first, int32_t threads, bool lockstep)
+{
+    bz_err e;
+    mc_group *g = group_loaded(j, first->final_path, threads);
+    if (lockstep) cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+    return g;
+}
+
 static void check_resume(sampler_method m)
 {
     char dir[256];
@@ -1118,16 +1147,9 @@ static void check_resume(sampler_method m)
      * (records 20, exchange 10, checkpoints and samples 50) = 31 polls. Stopping at poll
      * 31 * 7 + 1 + 10 + 5 leaves chain 0 at the end of the eighth block (80), chain 1 four
      * steps into it (74), chain 2 at its start (70). */
-    g = group_fresh(&j, 1);
-    first = log_new(dir, "b");
-    first->stop_after_calls = 31 * 7 + 1 + 10 + 4;
-    sink = group_sink(first);
-    cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
-    cr_assert(g->chains[0].step == 80 && g->chains[1].step == 74 && g->chains[2].step == 70,
-              "stopped at steps %lld %lld %lld", (long long)g->chains[0].step, (long long)g->chains[1].step,
-              (long long)g->chains[2].step);
-    group_free(g);
-    g = group_loaded(&j, first->final_path, 2);
+    const int64_t mid_block[NET_K] = {80, 74, 70};
+    first = stopped_run(&j, dir, "b", 31 * 7 + 1 + 10 + 4, false, mid_block);
+    g = resumed_group(&j, first, 2, false);
     cr_assert(g->chains[0].step == 80 && g->chains[1].step == 74 && g->chains[2].step == 70,
               "each chain's own step comes back");
     finish_and_compare(g, dir, "b2", ref, first, 0, w_ref, ref_g, "stopped mid-block");
@@ -1135,31 +1157,17 @@ static void check_resume(sampler_method m)
     /* (f) the same stop mid-block (chains at 80/74/70), resumed in lockstep (pl, sgld): the first
      * rounds batch only the chains still behind, chain 0 waits at the block's end. */
     if (m != SM_HMC) {
-        g = group_fresh(&j, 1);
-        first = log_new(dir, "f");
-        first->stop_after_calls = 31 * 7 + 1 + 10 + 4;
-        sink = group_sink(first);
-        cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
-        group_free(g);
-        g = group_loaded(&j, first->final_path, 1);
-        cr_assert(g->chains[0].step == 80 && g->chains[1].step == 74 && g->chains[2].step == 70);
-        cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+        first = stopped_run(&j, dir, "f", 31 * 7 + 1 + 10 + 4, false, mid_block);
+        g = resumed_group(&j, first, 1, true);
         finish_and_compare(g, dir, "f2", ref, first, 0, w_ref, ref_g, "stopped mid-block, resumed in lockstep");
     }
 
     /* (d) stopped inside the first block: chain 0 four steps in, chains 1 and 2 still at step
      * 0 (polls: 1 in mc_run, then one before each step of chain 0). The resumed run must not
      * write step-0 records again (regression: it did while the smallest step was 0). */
-    g = group_fresh(&j, 1);
-    first = log_new(dir, "d");
-    first->stop_after_calls = 1 + 4;
-    sink = group_sink(first);
-    cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
-    cr_assert(g->chains[0].step == 4 && g->chains[1].step == 0 && g->chains[2].step == 0,
-              "stopped at steps %lld %lld %lld", (long long)g->chains[0].step, (long long)g->chains[1].step,
-              (long long)g->chains[2].step);
-    group_free(g);
-    g = group_loaded(&j, first->final_path, 2);
+    const int64_t first_block[NET_K] = {4, 0, 0};
+    first = stopped_run(&j, dir, "d", 1 + 4, false, first_block);
+    g = resumed_group(&j, first, 2, false);
     finish_and_compare(g, dir, "d2", ref, first, 0, w_ref, ref_g, "stopped in the first block");
 
     /* (c) the periodic checkpoint of step 50 */
@@ -1172,16 +1180,9 @@ static void check_resume(sampler_method m)
      * mc_run and one per lockstep round, 11 per block of 10 steps; stopping after 11 * 7 + 1 + 4
      * leaves every chain at 74. */
     if (m != SM_HMC) {
-        g = group_fresh(&j, 1);
-        cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
-        first = log_new(dir, "e");
-        first->stop_after_calls = 11 * 7 + 1 + 4;
-        sink = group_sink(first);
-        cr_assert_eq(mc_run(g, &sink, &e), BZ_ECANCELLED, "%s", e.msg);
-        for (int32_t k = 0; k < NET_K; k++) cr_assert_eq(g->chains[k].step, 74, "lockstep chains stay together");
-        group_free(g);
-        g = group_loaded(&j, first->final_path, 1);
-        cr_assert_eq(mc_set_lockstep(g, true, &e), 0, "%s", e.msg);
+        const int64_t together[NET_K] = {74, 74, 74}; /* lockstep chains stay together */
+        first = stopped_run(&j, dir, "e", 11 * 7 + 1 + 4, true, together);
+        g = resumed_group(&j, first, 1, true);
         finish_and_compare(g, dir, "e2", ref, first, 0, w_ref, ref_g, "lockstep, stopped mid-block");
     }
 
