@@ -129,6 +129,15 @@ int smp_batch_status(const smp_batch *b)
     return 0;
 }
 
+int smp_step_split(smp_chain *c, bz_err *e)
+{
+    smp_batch one;
+    smp_batch_one(&one, c, e);
+    c->vt->step_pre(&one);
+    c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
+    return c->vt->step_post(&one);
+}
+
 static be *batch_lead(const smp_batch *b) { return b->lead ? b->lead : b->c[0]->b; }
 
 void smp_batch_add_noise(smp_batch *b, float *const *x, float a, const float *const *s, const float *s_const)

@@ -97,6 +97,9 @@ void smp_batch_add_noise(smp_batch *b, float *const *x, float a, const float *co
 void smp_batch_axpy(smp_batch *b, float *const *y, float a, const float *const *x, const float *const *v);
 int smp_batch_sq_max(smp_batch *b, const float *const *x, const float *const *v, double *max);
 
+/* The step of a sampler written as step_pre, gradient, step_post (pl, sgld): a batch of one. */
+int smp_step_split(smp_chain *c, bz_err *e);
+
 /* The sampler of a method (never NULL for a valid method). */
 const smp_vtable *smp_lookup(sampler_method m);
 

@@ -480,9 +480,9 @@ static void o_step_batch(smp_batch *b, const pl_bufs *u)
 }
 
 /* O-B-A-B-O, in two halves around the new mini-batch gradient so the chains of a multichain
- * group compute their gradients at once (multichain.h, lockstep); a lone chain is a batch of one.
- * The gradient in c->g belongs to the current w (computed after the previous A). First half: O,
- * B, A, and the next batch. */
+ * group compute their gradients at once (multichain.h, lockstep); a lone chain is a batch of one
+ * (smp_step_split). The gradient in c->g belongs to the current w (computed after the previous
+ * A). First half: O, B, A, and the next batch. */
 static int pl_step_pre(smp_batch *b)
 {
     const float h = (float)b->c[0]->sp->h;
@@ -536,15 +536,6 @@ static int pl_step_post(smp_batch *b)
     const int lag = smp_batch_sq_max(b, u.pc, u.inv_m, zmax2);
     for (int32_t k = 0; k < b->m; k++) smp_batch_fail(b, k, pl_step_finish(b->c[k], zmax2[k], lag, &b->err[k]));
     return smp_batch_status(b);
-}
-
-static int pl_step(smp_chain *c, bz_err *e)
-{
-    smp_batch one;
-    smp_batch_one(&one, c, e);
-    pl_step_pre(&one);
-    c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
-    return pl_step_post(&one);
 }
 
 static double mean_range(const double *x, int64_t lo, int64_t hi)
@@ -691,7 +682,7 @@ static int pl_swap(smp_chain *a, smp_chain *b, bz_err *e)
     return 0;
 }
 
-const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, pl_step, pl_observe, pl_save, pl_load, pl_destroy, pl_swap,
+const smp_vtable smp_pl = {SM_PL, pl_start, pl_alloc, smp_step_split, pl_observe, pl_save, pl_load, pl_destroy, pl_swap,
                             pl_step_pre, pl_step_post};
 
 int pl_inspect(smp_chain *c, pl_view *v)

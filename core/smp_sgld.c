@@ -16,7 +16,7 @@ static int sgld_start(smp_chain *c, bz_err *e) { return sgld_alloc(c, e); }
 
 /* Split around the mini-batch gradient for lockstep batches (multichain.h): draw each chain's
  * batch, then with c->g = grad U_B(w) the update w <- w - lr g + sqrt(2 lr T) xi, each chain at
- * its own T. A lone chain is a batch of one. */
+ * its own T. A lone chain is a batch of one (smp_step_split). */
 static int sgld_step_pre(smp_batch *b)
 {
     for (int32_t k = 0; k < b->m; k++) smp_draw_batch(b->c[k]);
@@ -36,15 +36,6 @@ static int sgld_step_post(smp_batch *b)
     smp_batch_axpy(b, w, (float)-lr, g, NULL);
     smp_batch_add_noise(b, w, 1.0f, NULL, amp);
     return 0;
-}
-
-static int sgld_step(smp_chain *c, bz_err *e)
-{
-    smp_batch one;
-    smp_batch_one(&one, c, e);
-    sgld_step_pre(&one);
-    c->b->ops->grad_batch(c->b->ctx, c->w, c->idx, c->sp->batch, c->g);
-    return sgld_step_post(&one);
 }
 
 static void sgld_observe(smp_chain *c, obs_record *r)
@@ -67,6 +58,6 @@ static int sgld_load(smp_chain *c, ckpt_reader *r, bz_err *e)
 
 static void sgld_destroy(smp_chain *c) { c->state = NULL; }
 
-const smp_vtable smp_sgld = {SM_SGLD, sgld_start, sgld_alloc, sgld_step, sgld_observe, sgld_save, sgld_load, sgld_destroy,
+const smp_vtable smp_sgld = {SM_SGLD, sgld_start, sgld_alloc, smp_step_split, sgld_observe, sgld_save, sgld_load, sgld_destroy,
                              NULL /* nothing beyond w moves with a configuration */, sgld_step_pre,
                              sgld_step_post};
