@@ -181,6 +181,18 @@ static double s2_of(double v, int32_t B, int32_t P)
     return P > 1 ? v / B * (double)(P - B) / (double)(P - 1) : 0.0;
 }
 
+/* Draw a mini-batch of B, and write the normalised noise nu = (g_B - gbar) / s of the M chosen
+ * components into row (from the exact per-example moments of that batch). */
+static void batch_nu(meas *m, const float *w, int32_t B, int32_t P, int32_t M, float *row)
+{
+    rng_sample_without_replacement(&m->rng, m->perm, P, B, m->idx);
+    moments(m, w, m->idx, B);
+    for (int32_t j = 0; j < M; j++) {
+        int64_t i = m->comp[j];
+        row[j] = (float)((m->gs[i] / B - m->gbar[i]) / sqrt(s2_of(m->v[i], B, P)));
+    }
+}
+
 /* M distinct random components with v_i > 0 (partial Fisher-Yates); returns how many. */
 static int32_t choose(meas *m, int32_t M)
 {
@@ -189,13 +201,8 @@ static int32_t choose(meas *m, int32_t M)
         if (m->v[i] > 0) elig[cnt++] = i;
     m->n_elig = cnt;
     int64_t k = cnt < M ? cnt : M;
-    for (int64_t j = 0; j < k; j++) {
-        int64_t r = j + (int64_t)rng_below(&m->rng, (uint64_t)(cnt - j));
-        int64_t t = elig[j];
-        elig[j] = elig[r];
-        elig[r] = t;
-        m->comp[j] = elig[j];
-    }
+    rng_choose_i64(&m->rng, elig, cnt, k);
+    for (int64_t j = 0; j < k; j++) m->comp[j] = elig[j];
     free(elig);
     return (int32_t)k;
 }
@@ -344,13 +351,7 @@ int main(int argc, char **argv)
         for (int32_t q = 0; q < nB; q++) {
             const int32_t B = o.bs[q];
             for (int32_t t = 0; t < D; t++) {
-                rng_sample_without_replacement(&m.rng, m.perm, P, B, m.idx);
-                moments(&m, c.w, m.idx, B);
-                float *row = nu + (((size_t)k * nB + q) * D + t) * M;
-                for (int32_t j = 0; j < M; j++) {
-                    int64_t i = m.comp[j];
-                    row[j] = (float)((m.gs[i] / B - m.gbar[i]) / sqrt(s2_of(m.v[i], B, P)));
-                }
+                batch_nu(&m, c.w, B, P, M, nu + (((size_t)k * nB + q) * D + t) * M);
                 if (q != qspec) continue;
                 b.ops->grad_batch(b.ctx, c.w, m.idx, B, m.dev);
                 b.ops->download(b.ctx, m.gb, m.dev, n);
@@ -364,13 +365,7 @@ int main(int argc, char **argv)
         /* replicate sets of the spec's batch size */
         for (int32_t r = 0; r < R1; r++)
             for (int32_t t = 0; t < D; t++) {
-                rng_sample_without_replacement(&m.rng, m.perm, P, Bspec, m.idx);
-                moments(&m, c.w, m.idx, Bspec);
-                float *row = nurep + (((size_t)k * R1 + r) * D + t) * M;
-                for (int32_t j = 0; j < M; j++) {
-                    int64_t i = m.comp[j];
-                    row[j] = (float)((m.gs[i] / Bspec - m.gbar[i]) / sqrt(s2_of(m.v[i], Bspec, P)));
-                }
+                batch_nu(&m, c.w, Bspec, P, M, nurep + (((size_t)k * R1 + r) * D + t) * M);
             }
         /* boltzd's own diagnostics at the same w; the chain's RNG is put back afterwards */
         bz_rng saved = c.rng;

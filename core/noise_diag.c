@@ -99,13 +99,8 @@ static void choose_components(noise_diag *d, smp_chain *c)
     for (int64_t i = 0; i < c->n; i++)
         if (d->s2[i] > 0) elig[cnt++] = i;
     int64_t k = cnt < NOISE_MAX_COMPONENTS ? cnt : NOISE_MAX_COMPONENTS;
-    for (int64_t j = 0; j < k; j++) {
-        int64_t r = j + (int64_t)rng_below(&c->rng, (uint64_t)(cnt - j));
-        int64_t t = elig[j];
-        elig[j] = elig[r];
-        elig[r] = t;
-        d->comp[j] = elig[j];
-    }
+    rng_choose_i64(&c->rng, elig, cnt, k);
+    for (int64_t j = 0; j < k; j++) d->comp[j] = elig[j];
     d->n_comp = k;
     free(elig);
 }

@@ -153,6 +153,16 @@ void rng_sample_without_replacement(bz_rng *r, int32_t *perm, int32_t P, int32_t
     }
 }
 
+void rng_choose_i64(bz_rng *r, int64_t *a, int64_t n, int64_t k)
+{
+    for (int64_t j = 0; j < k; j++) {
+        int64_t i = j + (int64_t)rng_below(r, (uint64_t)(n - j));
+        int64_t t = a[j];
+        a[j] = a[i];
+        a[i] = t;
+    }
+}
+
 void rng_shuffle_i32(bz_rng *r, int32_t *a, int64_t n)
 {
     for (int64_t i = n - 1; i > 0; i--) {

@@ -38,6 +38,10 @@ void rng_normal_fill(bz_rng *r, float *out, int64_t n);
  * besides the RNG. Requires 0 < B <= P. */
 void rng_sample_without_replacement(bz_rng *r, int32_t *perm, int32_t P, int32_t B, int32_t *out);
 
+/* Move a uniform random choice of k of a[0..n) (k <= n), in random order, to a[0..k): the first
+ * k steps of a Fisher-Yates shuffle. */
+void rng_choose_i64(bz_rng *r, int64_t *a, int64_t n, int64_t k);
+
 /* Fisher-Yates shuffle of a[0..n). */
 void rng_shuffle_i32(bz_rng *r, int32_t *a, int64_t n);
 

@@ -868,6 +868,21 @@ int store_job_claim(store *s, const char *worker, job_row *out, bz_err *e)
     return rc;
 }
 
+/* A status a caller may set: queued or final (running only comes from a claim). */
+static int check_settable(job_status st, const char *what, bz_err *e)
+{
+    if (st == JOB_QUEUED || (st >= 0 && st < JOB_STATUS_COUNT && job_status_final(st))) return 0;
+    return bz_fail(e, BZ_EINVAL, NULL, "store: %s: %s is not a queued or final status", what, job_status_name(st));
+}
+
+/* Parameters 2-4 of ST_SET_STATUS and ST_GROUP_FINISH: status, error text, finish time (final only). */
+static void bind_status(sqlite3_stmt *q, job_status st, const char *error)
+{
+    bind_text(q, 2, job_status_name(st));
+    bind_text(q, 3, error ? error : "");
+    sqlite3_bind_int64(q, 4, job_status_final(st) ? store_now_ms() : 0);
+}
+
 static int set_status_locked(store *s, int64_t id, job_status st, const char *error, bz_err *e)
 {
     int64_t parent = 0;
@@ -877,9 +892,7 @@ static int set_status_locked(store *s, int64_t id, job_status st, const char *er
     if (!rc) rc = stmt(s, ST_SET_STATUS, &q, e);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, id);
-    bind_text(q, 2, job_status_name(st));
-    bind_text(q, 3, error ? error : "");
-    sqlite3_bind_int64(q, 4, job_status_final(st) ? store_now_ms() : 0);
+    bind_status(q, st, error);
     rc = exec_stmt(s, q, NULL, "set job status", e);
     if (!rc && parent > 0) rc = parent_refresh_locked(s, parent, e);
     return rc;
@@ -887,11 +900,10 @@ static int set_status_locked(store *s, int64_t id, job_status st, const char *er
 
 int store_job_set_status(store *s, int64_t id, job_status st, const char *error, bz_err *e)
 {
-    if (st != JOB_QUEUED && !(st >= 0 && st < JOB_STATUS_COUNT && job_status_final(st)))
-        return bz_fail(e, BZ_EINVAL, NULL, "store: set status: %s is not a queued or final status",
-                       job_status_name(st));
+    int rc = check_settable(st, "set status", e);
+    if (rc) return rc;
     lock(s);
-    int rc = tx_begin(s, e);
+    rc = tx_begin(s, e);
     if (!rc) rc = tx_end(s, set_status_locked(s, id, st, error, e), e);
     unlock(s);
     return rc;
@@ -1307,9 +1319,7 @@ static int group_finish_locked(store *s, int64_t parent, job_status st, const ch
     rc = stmt(s, ST_GROUP_FINISH, &q, e);
     if (rc) return rc;
     sqlite3_bind_int64(q, 1, parent);
-    bind_text(q, 2, job_status_name(st));
-    bind_text(q, 3, error ? error : "");
-    sqlite3_bind_int64(q, 4, job_status_final(st) ? store_now_ms() : 0);
+    bind_status(q, st, error);
     rc = exec_stmt(s, q, NULL, "finish a batched sweep", e);
     if (!rc) rc = parent_refresh_locked(s, parent, e);
     return rc;
@@ -1317,11 +1327,10 @@ static int group_finish_locked(store *s, int64_t parent, job_status st, const ch
 
 int store_group_finish(store *s, int64_t parent, job_status st, const char *error, bz_err *e)
 {
-    if (st != JOB_QUEUED && !(st >= 0 && st < JOB_STATUS_COUNT && job_status_final(st)))
-        return bz_fail(e, BZ_EINVAL, NULL, "store: finish a batched sweep: %s is not a queued or final status",
-                       job_status_name(st));
+    int rc = check_settable(st, "finish a batched sweep", e);
+    if (rc) return rc;
     lock(s);
-    int rc = tx_begin(s, e);
+    rc = tx_begin(s, e);
     if (!rc) rc = tx_end(s, group_finish_locked(s, parent, st, error, e), e);
     unlock(s);
     return rc;

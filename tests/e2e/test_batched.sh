@@ -69,11 +69,33 @@ curl -s "$BASE/jobs/$job" >"$tmp/job.json.out"
 check "every chain job succeeded at step $STEPS" \
   "$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert all(c[\"status\"] == \"succeeded\" and c[\"step\"] == $STEPS for c in d[\"children\"]), d[\"children\"]' $tmp/job.json.out"
 
-k=0
-for c in $kids; do
-  curl -s "$BASE/jobs/$c/observables?format=ndjson&limit=100000" >"$tmp/obs-$k.ndjson"
-  k=$((k + 1))
-done
+# The records of the chain jobs given (in chain order) into $tmp/obs-K.ndjson.
+fetch_chain_records() {
+  local k=0 c
+  for c in "$@"; do
+    curl -s "$BASE/jobs/$c/observables?format=ndjson&limit=100000" >"$tmp/obs-$k.ndjson"
+    k=$((k + 1))
+  done
+}
+
+# Every chain's records equal the uninterrupted `boltzd run` reference's, step for step
+# (wall-clock fields aside).
+same_as_reference() {
+  $PY - "$tmp" $K <<'PY'
+import json, sys
+tmp, K = sys.argv[1], int(sys.argv[2])
+skip = {"t_wall", "var_cost"}
+for k in range(K):
+    mine = [json.loads(l) for l in open(f"{tmp}/obs-{k}.ndjson")]
+    ref = [json.loads(l) for l in open(f"{tmp}/ref/chain-{k}/observables.ndjson")]
+    assert [r["step"] for r in mine] == [r["step"] for r in ref], (k, len(mine), len(ref))
+    for a, b in zip(mine, ref):
+        diff = {x for x in a if x not in skip and a[x] != b.get(x)}
+        assert not diff, (k, a["step"], {x: (a[x], b.get(x)) for x in diff})
+PY
+}
+
+fetch_chain_records $kids
 if $PY - "$tmp" $K $STEPS <<'PY'
 import json, sys
 tmp, K, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -92,19 +114,7 @@ PY
 then ok "records: steps 0..$STEPS every 200 once per chain, chain and T named, ex_acc in [0, 1] (null at the top T)"
 else bad "records per chain"; fi
 
-if $PY - "$tmp" $K <<'PY'
-import json, sys
-tmp, K = sys.argv[1], int(sys.argv[2])
-skip = {"t_wall", "var_cost"}
-for k in range(K):
-    mine = [json.loads(l) for l in open(f"{tmp}/obs-{k}.ndjson")]
-    ref = [json.loads(l) for l in open(f"{tmp}/ref/chain-{k}/observables.ndjson")]
-    assert len(mine) == len(ref), (k, len(mine), len(ref))
-    for a, b in zip(mine, ref):
-        diff = {x for x in a if x not in skip and a[x] != b.get(x)}
-        assert not diff, (k, a["step"], {x: (a[x], b.get(x)) for x in diff})
-PY
-then ok "records equal the uninterrupted boltzd run's (t_wall, var_cost aside): the kill and resume changed nothing"
+if same_as_reference; then ok "records equal the uninterrupted boltzd run's (t_wall, var_cost aside): the kill and resume changed nothing"
 else bad "records differ from the reference run"; fi
 
 curl -s "$BASE/jobs/$job/exchange" >"$tmp/ex.json"
@@ -210,24 +220,8 @@ grep -q "job $job3 queued" "$tmp/data.log" && ok "SIGTERM: the running group was
   bad "SIGTERM: not requeued: $(grep "job $job3" "$tmp/data.log" | tail -2)"
 start_daemon "$tmp/data" || exit 1
 if wait_status "$job3" succeeded 120; then ok "after SIGTERM and a restart the group finished"; else bad "group after SIGTERM did not finish"; fi
-k=0
-for c in $(curl -s "$BASE/jobs/$job3" | $PY -c 'import json,sys; print(" ".join(str(c["id"]) for c in sorted(json.load(sys.stdin)["children"], key=lambda c: c["chain"])))'); do
-  curl -s "$BASE/jobs/$c/observables?format=ndjson&limit=100000" >"$tmp/obs-$k.ndjson"
-  k=$((k + 1))
-done
-if $PY - "$tmp" $K <<'PY'
-import json, sys
-tmp, K = sys.argv[1], int(sys.argv[2])
-skip = {"t_wall", "var_cost"}
-for k in range(K):
-    mine = [json.loads(l) for l in open(f"{tmp}/obs-{k}.ndjson")]
-    ref = [json.loads(l) for l in open(f"{tmp}/ref/chain-{k}/observables.ndjson")]
-    assert [r["step"] for r in mine] == [r["step"] for r in ref], (k, len(mine), len(ref))
-    for a, b in zip(mine, ref):
-        diff = {x for x in a if x not in skip and a[x] != b.get(x)}
-        assert not diff, (k, a["step"], {x: (a[x], b.get(x)) for x in diff})
-PY
-then ok "after SIGTERM: records equal the reference run's, every step once"
+fetch_chain_records $(curl -s "$BASE/jobs/$job3" | $PY -c 'import json,sys; print(" ".join(str(c["id"]) for c in sorted(json.load(sys.stdin)["children"], key=lambda c: c["chain"])))')
+if same_as_reference; then ok "after SIGTERM: records equal the reference run's, every step once"
 else bad "after SIGTERM: records differ from the reference run"; fi
 files_ok=1
 for s in $(curl -s "$BASE/jobs/$job3/checkpoints" | $PY -c 'import json,sys; print(" ".join(str(c["seq"]) for c in json.load(sys.stdin)["checkpoints"]))'); do

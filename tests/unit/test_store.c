@@ -145,6 +145,13 @@ static int64_t sql_intf(const char *fmt, ...)
     return sql_int(sql);
 }
 
+/* How many rows of sweep p (the parent and its chains) satisfy the SQL condition `cond`. */
+static int64_t group_rows(int64_t p, const char *cond)
+{
+    return sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND %s", (long long)p,
+                    (long long)p, cond);
+}
+
 static void sql_exec(const char *sql)
 {
     sqlite3 *db;
@@ -1194,20 +1201,16 @@ Test(store, group_finish_outcome_to_every_chain)
     job_row_free(&g);
     /* Only unfinished chains take an outcome: a second one changes nothing. */
     cr_assert_eq(store_group_finish(s, p, JOB_SUCCEEDED, NULL, &e), 0, "%s", e.msg);
-    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'failed'"
-                          " AND error = '%s' AND finished_ms = %lld",
-                          (long long)p, (long long)p, msg, (long long)finished),
-                 4);
+    char cond[1024];
+    snprintf(cond, sizeof cond, "status = 'failed' AND error = '%s' AND finished_ms = %lld", msg, (long long)finished);
+    cr_assert_eq(group_rows(p, cond), 4);
 
     /* Succeeded: no error text anywhere. */
     int64_t k2[2];
     int64_t p2 = add_batched(s, 2, k2);
     cr_assert_eq(claim_id(s), p2);
     cr_assert_eq(store_group_finish(s, p2, JOB_SUCCEEDED, NULL, &e), 0, "%s", e.msg);
-    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'succeeded'"
-                          " AND error = '' AND finished_ms > 0",
-                          (long long)p2, (long long)p2),
-                 3);
+    cr_assert_eq(group_rows(p2, "status = 'succeeded' AND error = '' AND finished_ms > 0"), 3);
 
     /* Queued (a shutdown): every chain back in the queue with no worker and no finish time, the
      * parent queued, and the sweep claimed again whole with its first start time. */
@@ -1237,9 +1240,7 @@ Test(store, group_finish_outcome_to_every_chain)
     /* Running is not an outcome: refused, nothing changes. */
     cr_assert_eq(store_group_finish(s, p3, JOB_RUNNING, NULL, &e), BZ_EINVAL);
     cr_assert_str_eq(e.msg, "store: finish a batched sweep: running is not a queued or final status");
-    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'running'",
-                          (long long)p3, (long long)p3),
-                 4);
+    cr_assert_eq(group_rows(p3, "status = 'running'"), 4);
     store_close(s);
 }
 
@@ -1255,16 +1256,11 @@ Test(store, group_finish_is_one_transaction)
              " WHEN NEW.n_children > 0 AND NEW.status = 'failed' BEGIN SELECT RAISE(ABORT, 'parent stays'); END");
     cr_assert_eq(store_group_finish(s, p, JOB_FAILED, "boom", &e), BZ_EINVAL);
     cr_assert_str_eq(e.msg, "store: refresh parent: parent stays");
-    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'running'"
-                          " AND finished_ms = 0 AND error = ''",
-                          (long long)p, (long long)p),
-                 4, "a half-finished group was committed");
+    cr_assert_eq(group_rows(p, "status = 'running' AND finished_ms = 0 AND error = ''"), 4,
+                 "a half-finished group was committed");
     sql_exec("DROP TRIGGER no_failed_parent");
     cr_assert_eq(store_group_finish(s, p, JOB_FAILED, "boom", &e), 0, "%s", e.msg);
-    cr_assert_eq(sql_intf("SELECT COUNT(*) FROM jobs WHERE (id = %lld OR parent_id = %lld) AND status = 'failed'"
-                          " AND error = 'boom'",
-                          (long long)p, (long long)p),
-                 4);
+    cr_assert_eq(group_rows(p, "status = 'failed' AND error = 'boom'"), 4);
     store_close(s);
 }
 
