@@ -70,14 +70,23 @@ int backend_open_on(const bz_spec *s, const nn_arch *a, const ds_data *d, int de
     return be_cpu_network(out, a, d, s->model.lambda, max_batch_of(s), e);
 }
 
-#ifdef BOLTZ_HAVE_CUDA
-/* Lockstep on a CUDA handle group, unless BOLTZ_BATCH_MODE=threads or the method takes other
- * gradients inside a step (hmc). */
-static bool lockstep_wanted(const bz_spec *s)
+/* BOLTZ_BATCH_MODE: unset or empty, "lockstep" (the default) or "threads"; anything else is an
+ * error naming the variable, so a typo never silently picks the other mode. */
+static int batch_mode_threads(bool *threads, bz_err *e)
 {
     const char *mode = getenv("BOLTZ_BATCH_MODE");
-    if (mode && !strcmp(mode, "threads")) return false;
-    return smp_lookup(s->sampler.method)->step_pre != NULL;
+    *threads = mode && !strcmp(mode, "threads");
+    if (!mode || !*mode || *threads || !strcmp(mode, "lockstep")) return 0;
+    return bz_fail(e, BZ_EINVAL, "BOLTZ_BATCH_MODE",
+                   "environment BOLTZ_BATCH_MODE=\"%s\": give \"lockstep\" (the default) or \"threads\"", mode);
+}
+
+#ifdef BOLTZ_HAVE_CUDA
+/* Lockstep on a CUDA handle group, unless threads were asked for or the method takes other
+ * gradients inside a step (hmc). */
+static bool lockstep_wanted(const bz_spec *s, bool threads)
+{
+    return !threads && smp_lookup(s->sampler.method)->step_pre != NULL;
 }
 
 static int open_cuda_group(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, int32_t K, be *out,
@@ -101,14 +110,19 @@ int backend_open_group(const bz_spec *s, const nn_arch *a, const ds_data *d, int
                        bool *grouped, char *note, size_t note_len, bz_err *e)
 {
     *grouped = false;
+    bool threads;
+    int brc = batch_mode_threads(&threads, e);
+    if (brc) return brc;
 #ifdef BOLTZ_HAVE_CUDA
     char why[256];
     const bool cuda = !strcmp(s->backend, "cuda") || !strcmp(s->backend, "auto");
-    if (cuda && lockstep_wanted(s) && cuda_devices(why, sizeof why) > 0) {
+    if (cuda && lockstep_wanted(s, threads) && cuda_devices(why, sizeof why) > 0) {
         int rc = open_cuda_group(s, a, d, device, K, out, note, note_len, e);
         *grouped = rc == 0;
         return rc;
     }
+#else
+    (void)threads;
 #endif
     for (int32_t k = 0; k < K; k++) {
         int rc = backend_open_on(s, a, d, device, &out[k], note, note_len, e);

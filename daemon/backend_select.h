@@ -21,7 +21,8 @@ int backend_open_on(const bz_spec *s, const nn_arch *a, const ds_data *d, int de
  * mini-batch gradient (pl, sgld), one handle group (be_cuda_network_group: shared data, batched
  * GEMMs for all chains) and *grouped = true: the caller runs the group in lockstep
  * (mc_set_lockstep). Otherwise K separate handles, stepped in threads (*grouped = false).
- * BOLTZ_BATCH_MODE=threads in the environment keeps CUDA on separate handles too. */
+ * BOLTZ_BATCH_MODE=threads in the environment keeps CUDA on separate handles too ("lockstep" or
+ * unset: the default; any other value fails with BZ_EINVAL naming the variable). */
 int backend_open_group(const bz_spec *s, const nn_arch *a, const ds_data *d, int device, int32_t K, be *out,
                        bool *grouped, char *note, size_t note_len, bz_err *e);
 

@@ -121,6 +121,27 @@ Test(gpu_select, group_backends)
     check_group_open(SWEEP("cpu", PL), NULL, false);
 }
 
+/* A BOLTZ_BATCH_MODE that is neither lockstep nor threads is refused, naming the variable and
+ * the value, whatever the backend. */
+Test(gpu_select, bad_batch_mode_refused)
+{
+    gt_problem p;
+    gt_problem_load(&p, SWEEP("cpu", PL));
+    be b[3];
+    bool grouped = true;
+    char note[512] = "";
+    bz_err e;
+    setenv("BOLTZ_BATCH_MODE", "thread", 1);
+    int rc = backend_open_group(&p.spec, &p.a, &p.d, 0, 3, b, &grouped, note, sizeof note, &e);
+    unsetenv("BOLTZ_BATCH_MODE");
+    cr_assert_eq(rc, BZ_EINVAL, "a misspelt mode must not pick one");
+    cr_assert_str_eq(e.field, "BOLTZ_BATCH_MODE");
+    cr_assert(strstr(e.msg, "\"thread\"") && strstr(e.msg, "threads"), "%s", e.msg);
+    cr_assert(!grouped);
+    check_group_open(SWEEP("cpu", PL), "lockstep", false); /* the default, spelt out: accepted */
+    gt_problem_free(&p);
+}
+
 Test(gpu_select, missing_device_index)
 {
     char why[256];
